@@ -1,0 +1,297 @@
+"""The ``workbench`` command line.
+
+Commands that create something print its tag as the last line of standard output, so
+scripts can capture it: ``TAG=$(workbench train ... | tail -n1)``. Tables go to a
+terminal; ``--json`` prints JSON instead. Errors print one line to standard error and
+exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False,
+                   width=None if stream.isatty() else 200)
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the workbench's own errors into one clear line and exit status 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from workbench.errors import WorkbenchError
+
+        try:
+            return fn(*args, **kwargs)
+        except WorkbenchError as exc:
+            detail = f" ({json.dumps(exc.detail, default=str)})" if exc.detail else ""
+            click.echo(f"error: {exc.message}{detail}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="workbench")
+def main() -> None:
+    """Bayesian models in production: fit, store, serve, experiment."""
+
+
+# -- train -------------------------------------------------------------------------------
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@main.command()
+@click.argument("model")
+@click.option("--dataset", help="A bundled dataset: breast_cancer, iris, wine, diabetes.")
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
+              help="A CSV file instead of a bundled dataset (needs --target).")
+@click.option("--target", help="The outcome column of --csv.")
+@click.option("--name", help="Name in the model store (default MODEL-DATASET).")
+@click.option("--alias", help="Point this alias (e.g. champion) at the new model.")
+@click.option("--force", is_flag=True, help="Set --alias even if diagnostics fail.")
+@click.option("--samples", default=1000, show_default=True, help="Draws per chain.")
+@click.option("--warmup", default=500, show_default=True, help="Warmup steps per chain.")
+@click.option("--chains", default=2, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--test-fraction", default=0.2, show_default=True,
+              help="Rows held out for scoring.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A model option, e.g. robust=true or prior_scale=0.5 (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_friendly
+def train(model: str, dataset: str | None, csv_path: str | None, target: str | None,
+          name: str | None, alias: str | None, force: bool, samples: int, warmup: int,
+          chains: int, seed: int, test_fraction: float, options: tuple[str, ...],
+          as_json: bool) -> None:
+    """Fit MODEL (logistic, softmax, linear, or a registered one) and store it."""
+    import numpyro
+
+    numpyro.set_host_device_count(min(chains, os.cpu_count() or 1))
+    import warnings
+
+    from workbench import datasets, store
+    from workbench.fit import DiagnosticsWarning, SamplerConfig, fit
+
+    data = datasets.load(dataset, csv=csv_path, target=target)
+    err = _console(stderr=True)
+    err.print(f"fitting [bold]{model}[/] on {data.name}: {len(data)} rows, "
+              f"{len(data.feature_names)} features, {chains} chain(s) x "
+              f"({warmup} warmup + {samples} draws)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DiagnosticsWarning)
+        posterior = fit(model, data, name=name, options=_parse_options(options),
+                        config=SamplerConfig(warmup=warmup, samples=samples, chains=chains,
+                                             seed=seed, test_fraction=test_fraction))
+    for w in caught:
+        if issubclass(w.category, DiagnosticsWarning):
+            err.print(f"[bold yellow]warning:[/] {w.message}")
+    tag = store.save(posterior)
+    aliased = None
+    if alias:
+        from workbench.errors import DiagnosticsRefused
+
+        try:
+            store.set_alias(alias, tag, force=force)
+            aliased = alias
+        except DiagnosticsRefused as exc:
+            err.print(f"[bold yellow]not aliased:[/] {exc.message}; {exc.detail['hint']}")
+    if as_json:
+        click.echo(json.dumps({"tag": tag, "alias": aliased,
+                               "diagnostics": posterior.diagnostics,
+                               "scores": posterior.scores}, default=str))
+    else:
+        _print_fit(posterior, aliased)
+    click.echo(tag)
+
+
+def _print_fit(posterior: Any, alias: str | None) -> None:
+    from rich.table import Table
+
+    d, s = posterior.diagnostics, posterior.scores
+    table = Table(title="diagnostics", show_header=True)
+    for col in ("max R-hat", "min bulk ESS", "min tail ESS", "divergences", "verdict"):
+        table.add_column(col)
+    table.add_row(f"{d['max_rhat']:.3f}", f"{d['min_ess_bulk']:.0f}", f"{d['min_ess_tail']:.0f}",
+                  str(d["divergences"]), "ok" if d["ok"] else "FAILED: " + "; ".join(d["failures"]))
+    console = _console()
+    console.print(table)
+    console.print("held-out: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                           for k, v in s.items()))
+    if alias:
+        console.print(f"alias {alias} -> this model")
+
+
+# -- models ------------------------------------------------------------------------------
+
+@main.group()
+def models() -> None:
+    """List, inspect, alias, roll back, export and import stored posteriors."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def models_list(as_json: bool) -> None:
+    """Every workbench model in the store, newest first."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from workbench import store
+
+    rows = store.list_models()
+    if as_json:
+        click.echo(json.dumps([asdict(m) for m in rows], default=str))
+        return
+    if not rows:
+        click.echo(f"no workbench models in {store.home()}; fit one with `workbench train`")
+        return
+    table = Table(show_header=True)
+    for col in ("tag", "model", "kind", "created", "diagnostics", "aliases"):
+        table.add_column(col)
+    for m in rows:
+        table.add_row(m.tag, m.model, m.kind, m.created, "ok" if m.diagnostics_ok else "FAILED",
+                      ", ".join(m.aliases))
+    _console().print(table)
+
+
+@models.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def models_show(ref: str, as_json: bool) -> None:
+    """Everything a stored posterior says about itself (REF: alias, tag or name)."""
+    from workbench import store
+
+    posterior = store.get(ref)
+    out = {"tag": store.resolve(ref)} | posterior.attrs() | {
+        "aliases": [a for a, t in store.aliases().items() if t == store.resolve(ref)],
+        "draws": posterior.n_draws}
+    if as_json:
+        click.echo(json.dumps(out, default=str))
+        return
+    from rich.pretty import Pretty
+
+    _console().print(Pretty(out))
+
+
+@models.command("alias")
+@click.argument("alias")
+@click.argument("ref")
+@click.option("--force", is_flag=True, help="Even if the model's diagnostics failed.")
+@_friendly
+def models_alias(alias: str, ref: str, force: bool) -> None:
+    """Point ALIAS at REF (a tag, a name, or another alias)."""
+    from workbench import store
+
+    tag = store.set_alias(alias, ref, force=force)
+    click.echo(f"{alias} -> {tag}", err=True)
+    click.echo(tag)
+
+
+@models.command("rollback")
+@click.argument("alias")
+@_friendly
+def models_rollback(alias: str) -> None:
+    """Point ALIAS back at its previous target."""
+    from workbench import store
+
+    tag = store.rollback(alias)
+    click.echo(f"{alias} -> {tag}", err=True)
+    click.echo(tag)
+
+
+@models.command("export")
+@click.argument("ref")
+@click.argument("url")
+@_friendly
+def models_export(ref: str, url: str) -> None:
+    """Export REF to URL (a folder, a path, or an FS URL such as s3://bucket/key)."""
+    from workbench import store
+
+    click.echo(store.export(ref, url))
+
+
+@models.command("import")
+@click.argument("url")
+@_friendly
+def models_import(url: str) -> None:
+    """Import a model exported with `workbench models export`; prints its tag."""
+    from workbench import store
+
+    click.echo(store.import_(url))
+
+
+# -- predict -----------------------------------------------------------------------------
+
+@main.command()
+@click.argument("ref")
+@click.option("--input", "input_path", type=click.File("r"), default="-",
+              help="JSON rows (a list, or {\"instances\": [...]}); default standard input.")
+@click.option("--interval-mass", default=0.9, show_default=True)
+@click.option("--draws", default=0, show_default=True, help="Also return N draws per row.")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def predict(ref: str, input_path: Any, interval_mass: float, draws: int, as_json: bool) -> None:
+    """Predict locally (no server) with the posterior behind REF."""
+    from workbench import store
+    from workbench.errors import InputError
+    from workbench.predict import Predictor
+
+    try:
+        payload = json.load(input_path)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"the input is not valid JSON: {exc}") from None
+    rows = payload.get("instances") if isinstance(payload, dict) else payload
+    predictor = Predictor(store.get(ref))
+    records = predictor.predict(rows, interval_mass=interval_mass, draws=draws).records()
+    if as_json:
+        click.echo(json.dumps({"model": store.resolve(ref), "interval_mass": interval_mass,
+                               "predictions": records}))
+        return
+    _print_predictions(records, interval_mass)
+
+
+def _print_predictions(records: list[dict[str, Any]], mass: float) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=True)
+    pct = f"{mass:.0%}"
+    for col in ("row", "label", "mean", "std", f"{pct} interval"):
+        table.add_column(col)
+    for i, r in enumerate(records):
+        lo, hi = r["interval"]
+        table.add_row(str(i), str(r.get("label", "")), f"{r['mean']:.4g}", f"{r['std']:.3g}",
+                      f"[{lo:.4g}, {hi:.4g}]")
+    _console().print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,68 @@
+"""The errors a user of the workbench can meet.
+
+Every error says what was wrong and what was expected. The tree::
+
+    WorkbenchError
+    ├── InputError (ValueError)          a request or a row the model cannot take
+    ├── ArtifactError                    a posterior artifact that cannot be trusted
+    │   ├── CorruptArtifact              unreadable, truncated or altered on disk
+    │   └── ArtifactMismatch             readable, but not what was asked for
+    ├── ModelNotFound (LookupError)      no model, tag or alias by that name
+    ├── UnknownModelKind (LookupError)   no registered model function by that name
+    ├── DiagnosticsRefused               an alias refused: the posterior failed its checks
+    ├── DatasetError (ValueError)        a dataset or CSV that cannot be loaded
+    └── ConfigError (ValueError)         an invalid configuration
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WorkbenchError(Exception):
+    """Base class of every error the workbench raises on purpose."""
+
+    def __init__(self, message: str, *, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body served with a 4xx: ``{"error": ..., "detail": ...}``."""
+        return {"error": self.message, "detail": self.detail}
+
+
+class InputError(WorkbenchError, ValueError):
+    """Rows or a request the model cannot take (shape, names, types, non-finite values)."""
+
+
+class ArtifactError(WorkbenchError):
+    """A posterior artifact that cannot be trusted."""
+
+
+class CorruptArtifact(ArtifactError):
+    """The artifact is unreadable, truncated, or its checksum does not match."""
+
+
+class ArtifactMismatch(ArtifactError):
+    """The artifact is readable but not what was expected (format, model id, kind)."""
+
+
+class ModelNotFound(WorkbenchError, LookupError):
+    """No model, tag or alias by that name in the model store."""
+
+
+class UnknownModelKind(WorkbenchError, LookupError):
+    """No model function registered under that name."""
+
+
+class DiagnosticsRefused(WorkbenchError):
+    """An alias was refused because the posterior failed its diagnostics."""
+
+
+class DatasetError(WorkbenchError, ValueError):
+    """A dataset name or CSV file that cannot be loaded."""
+
+
+class ConfigError(WorkbenchError, ValueError):
+    """An invalid configuration value."""

@@ -1,0 +1,340 @@
+"""The posterior-predictive summary, compiled once per shape bucket.
+
+For rows ``X`` and a posterior, each row gets the mean, standard deviation and a central
+credible interval of its served quantity, computed over every posterior draw:
+
+- ``binary``: the probability of the positive class (the last target name);
+- ``multiclass``: the probability of the predicted class, plus every class's probability;
+- ``regression``: the outcome itself (draws of the posterior predictive, noise included).
+
+The whole summary (standardisation, the model's likelihood under every draw, moments and
+quantiles) is one ``jax.jit`` call. Rows are padded to a small fixed set of bucket sizes
+and larger inputs are cut into chunks, so after :meth:`Predictor.warmup` no input size
+compiles again. A row's result does not depend on the other rows in its batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+
+from workbench.artifact import Posterior
+from workbench.errors import InputError
+from workbench.models import OBS_SITE, get_spec
+
+DEFAULT_BUCKETS: tuple[int, ...] = (1, 4, 16, 64, 256)
+DEFAULT_MASS = 0.9
+MAX_RETURNED_DRAWS = 200
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Per-row summaries (numpy arrays, one entry per input row)."""
+
+    kind: str
+    mean: np.ndarray
+    std: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    interval_mass: float
+    target_names: tuple[str, ...]
+    probabilities: np.ndarray | None = None
+    label: np.ndarray | None = None
+    draws: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-able dict per row: mean, std, interval (and probabilities, label, draws)."""
+        columns: dict[str, list[Any]] = {
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "interval": np.stack([self.lower, self.upper], axis=1).tolist(),
+        }
+        if self.probabilities is not None and self.label is not None:
+            names = self.target_names
+            columns["probabilities"] = [dict(zip(names, row, strict=True))
+                                        for row in self.probabilities.tolist()]
+            columns["label"] = [names[i] for i in self.label.tolist()]
+        if self.draws is not None:
+            columns["draws"] = self.draws.tolist()
+        keys = list(columns)
+        return [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+class Predictor:
+    """A posterior ready to serve: validation plus the bucketed, compiled summary.
+
+    Parameters
+    ----------
+    posterior
+        The fitted posterior; its model must be registered in this process.
+    buckets
+        Row counts compiled for; inputs are padded to the next bucket and inputs larger
+        than the largest bucket are cut into chunks of that size.
+    max_rows
+        The most rows one call may carry (larger requests are refused with a clear error).
+    seed
+        Seeds the noise draws of regression models (fixed, so answers are reproducible).
+    """
+
+    def __init__(self, posterior: Posterior, *, buckets: Sequence[int] = DEFAULT_BUCKETS,
+                 max_rows: int = 10_000, seed: int = 0) -> None:
+        self.posterior = posterior
+        self.spec = get_spec(posterior.model)
+        self.buckets = tuple(sorted(set(int(b) for b in buckets)))
+        if not self.buckets or self.buckets[0] < 1:
+            raise ValueError(f"buckets must be positive row counts, got {buckets!r}")
+        self.max_rows = int(max_rows)
+        self.features = tuple(posterior.feature_names)
+        self._feature_index = {name: i for i, name in enumerate(self.features)}
+        self.compilations = 0
+        n_draws = posterior.n_draws
+        self._returned_draws = min(n_draws, MAX_RETURNED_DRAWS)
+        self._args = (
+            jax.device_put(posterior.flat_samples()),
+            jnp.asarray(posterior.x_loc, jnp.float32),
+            jnp.asarray(_safe_scale(posterior.x_scale), jnp.float32),
+            jnp.float32(posterior.y_loc),
+            jnp.float32(posterior.y_scale),
+            jax.random.split(jax.random.PRNGKey(seed), n_draws),
+        )
+        self._summary = jax.jit(self._build_summary())
+
+    @property
+    def kind(self) -> str:
+        return self.posterior.kind
+
+    @property
+    def device(self) -> str:
+        """The device the summary runs on (``cpu``, ``cuda:0``, ...)."""
+        leaf = self._args[1]
+        (dev,) = leaf.devices()
+        return f"{dev.platform}:{dev.id}" if dev.platform != "cpu" else "cpu"
+
+    def _build_summary(self) -> Any:
+        model, options, kind = self.spec.fn, self.posterior.options, self.kind
+        n_classes = len(self.posterior.target_names)
+        returned = self._returned_draws
+
+        def site(params: Any, x_row: Any, key: Any) -> Any:
+            seeded = handlers.seed(handlers.substitute(model, data=params), rng_seed=key)
+            trace = handlers.trace(seeded).get_trace(x_row[None, :], None, **options)
+            fn = trace[OBS_SITE]["fn"]
+            if kind == "binary":
+                return jnp.exp(fn.log_prob(jnp.ones((1,)))).reshape(())
+            if kind == "multiclass":
+                classes = jnp.arange(n_classes).reshape(n_classes, 1)
+                return jnp.exp(fn.log_prob(classes)).reshape(n_classes)
+            return trace[OBS_SITE]["value"].reshape(())
+
+        per_draw = jax.vmap(jax.vmap(site, in_axes=(None, 0, None)), in_axes=(0, None, 0))
+
+        def summary(samples, x_loc, x_scale, y_loc, y_scale, X, mass):
+            self.compilations += 1  # runs only while tracing, i.e. once per compilation
+            keys = self._args[5]
+            values = per_draw(samples, (X - x_loc) / x_scale, keys)  # (draws, rows[, K])
+            out: dict[str, Any] = {}
+            if kind == "multiclass":
+                probs = values.mean(axis=0)
+                label = jnp.argmax(probs, axis=-1)
+                values = jnp.take_along_axis(values, label[None, :, None], axis=-1)[..., 0]
+                out |= {"probabilities": probs, "label": label}
+            elif kind == "regression":
+                values = values * y_scale + y_loc
+            q = jnp.stack([(1.0 - mass) / 2.0, (1.0 + mass) / 2.0])
+            lower, upper = jnp.quantile(values, q, axis=0)
+            if kind == "binary":
+                label = (values.mean(axis=0) >= 0.5).astype(jnp.int32)
+                p1 = values.mean(axis=0)
+                out |= {"probabilities": jnp.stack([1.0 - p1, p1], axis=-1), "label": label}
+            return out | {"mean": values.mean(axis=0), "std": values.std(axis=0),
+                          "lower": lower, "upper": upper, "draws": values[:returned].T}
+
+        return summary
+
+    # -- input -------------------------------------------------------------------------
+
+    def validate(self, instances: Any) -> np.ndarray:
+        """Rows as lists (in feature order) or dicts keyed by feature name → float32 array.
+
+        Raises
+        ------
+        InputError
+            Saying which row and value was wrong and what was expected.
+        """
+        return validate_rows(instances, self.features, max_rows=self.max_rows,
+                             index=self._feature_index)
+
+    # -- prediction --------------------------------------------------------------------
+
+    def predict(self, instances: Any, *, interval_mass: float = DEFAULT_MASS,
+                draws: int = 0) -> Prediction:
+        """Summarise the posterior predictive for ``instances`` (validated first)."""
+        X = instances if _is_checked(instances, len(self.features)) else self.validate(instances)
+        mass = check_interval_mass(interval_mass)
+        draws = check_draws(draws, self._returned_draws)
+        parts = [self._run(chunk, mass) for chunk in _chunks(X, self.buckets[-1])]
+        joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return Prediction(
+            kind=self.kind, mean=joined["mean"], std=joined["std"], lower=joined["lower"],
+            upper=joined["upper"], interval_mass=mass, target_names=self.posterior.target_names,
+            probabilities=joined.get("probabilities"), label=joined.get("label"),
+            draws=joined["draws"][:, :draws] if draws else None,
+        )
+
+    def _run(self, X: np.ndarray, mass: float) -> dict[str, np.ndarray]:
+        n = X.shape[0]
+        bucket = next(b for b in self.buckets if b >= n)
+        padded = X if n == bucket else np.concatenate(
+            [X, np.zeros((bucket - n, X.shape[1]), X.dtype)])
+        out = self._summary(*self._args[:5], padded, np.float32(mass))
+        return {k: np.asarray(v)[:n] for k, v in out.items()}
+
+    def warmup(self) -> float:
+        """Compile every bucket; returns the seconds it took."""
+        start = time.perf_counter()
+        zeros = np.zeros((self.buckets[-1], len(self.features)), np.float32)
+        for bucket in self.buckets:
+            jax.block_until_ready(self._summary(*self._args[:5], zeros[:bucket],
+                                                np.float32(DEFAULT_MASS)))
+        return time.perf_counter() - start
+
+
+def predict(posterior: Posterior, instances: Any, *, interval_mass: float = DEFAULT_MASS,
+            draws: int = 0) -> Prediction:
+    """One-off prediction (builds a :class:`Predictor`; keep one around to serve)."""
+    return Predictor(posterior).predict(instances, interval_mass=interval_mass, draws=draws)
+
+
+def check_interval_mass(mass: Any) -> float:
+    if isinstance(mass, bool) or not isinstance(mass, int | float) or not (
+            0.0 < float(mass) < 1.0):
+        raise InputError(f"interval_mass must be a number strictly between 0 and 1, got {mass!r}",
+                         detail={"expected": "e.g. 0.9 for a central 90% interval"})
+    return float(mass)
+
+
+def check_draws(draws: Any, limit: int) -> int:
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 0:
+        raise InputError(f"draws must be a non-negative integer, got {draws!r}")
+    if draws > limit:
+        raise InputError(f"draws={draws} is more than this model returns per row",
+                         detail={"expected": f"at most {limit}"})
+    return draws
+
+
+def validate_rows(instances: Any, features: Sequence[str], *, max_rows: int,
+                  index: Mapping[str, int] | None = None) -> np.ndarray:
+    """Check rows and return them as a ``(rows, features)`` float32 array."""
+    n_features = len(features)
+    if not isinstance(instances, list | tuple | np.ndarray):
+        raise InputError(f"instances must be a list of rows, got {_typename(instances)}",
+                         detail={"expected": f"a list of rows of {n_features} numbers, or of "
+                                             "objects keyed by feature name"})
+    if len(instances) == 0:
+        raise InputError("instances is empty", detail={"expected": "at least one row"})
+    if len(instances) > max_rows:
+        raise InputError(f"too many rows: {len(instances)}",
+                         detail={"expected": f"at most {max_rows} rows per request"})
+    if isinstance(instances, np.ndarray):
+        return _finite(np.asarray(instances, np.float32).reshape(len(instances), -1)
+                       if instances.ndim == 2 and instances.shape[1] == n_features
+                       else _shape_error(instances.shape, n_features), features)
+    fast = _as_numeric(instances, n_features)
+    if fast is not None:
+        return _finite(fast, features)
+    index = index or {name: i for i, name in enumerate(features)}
+    out = np.empty((len(instances), n_features), np.float64)
+    for r, row in enumerate(instances):
+        if isinstance(row, Mapping):
+            missing = [f for f in features if f not in row]
+            unknown = [str(k) for k in row if k not in index]
+            if missing or unknown:
+                raise InputError(
+                    f"row {r}: " + "; ".join(
+                        ([f"missing features {missing[:10]}"] if missing else [])
+                        + ([f"unknown features {unknown[:10]}"] if unknown else [])),
+                    detail={"expected features": list(features)})
+            values = [row[f] for f in features]
+        elif isinstance(row, list | tuple):
+            if len(row) != n_features:
+                raise InputError(f"row {r} has {len(row)} values",
+                                 detail={"expected": f"{n_features} values, in the order "
+                                                     f"{list(features)}"})
+            values = list(row)
+        else:
+            raise InputError(f"row {r} is {_typename(row)}",
+                             detail={"expected": f"a list of {n_features} numbers or an "
+                                                 "object keyed by feature name"})
+        for c, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InputError(
+                    f"row {r}, feature {features[c]!r}: {_typename(value)} is not a number",
+                    detail={"expected": "a finite number"})
+            out[r, c] = value
+    return _finite(out.astype(np.float32), features)
+
+
+def _as_numeric(rows: Sequence[Any], n_features: int) -> np.ndarray | None:
+    """The fast path: a rectangular list of lists of plain numbers, or None."""
+    try:
+        arr = np.array(rows)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if arr.ndim != 2 or arr.shape[1] != n_features or arr.dtype.kind not in "if":
+        return None
+    return arr.astype(np.float32)
+
+
+def _finite(X: np.ndarray, features: Sequence[str]) -> np.ndarray:
+    bad = ~np.isfinite(X)
+    if bad.any():
+        r, c = map(int, np.argwhere(bad)[0])
+        raise InputError(
+            f"row {r}, feature {features[c]!r}: {X[r, c]} is not a finite number"
+            f" ({int(bad.sum())} non-finite value{'s' if bad.sum() > 1 else ''} in all)",
+            detail={"expected": "finite numbers (no NaN or infinity, |x| < 3.4e38)"})
+    return X
+
+
+def _shape_error(shape: tuple[int, ...], n_features: int) -> np.ndarray:
+    raise InputError(f"instances have shape {list(shape)}",
+                     detail={"expected": f"(rows, {n_features})"})
+
+
+def _is_checked(X: Any, n_features: int) -> bool:
+    return (isinstance(X, np.ndarray) and X.dtype == np.float32 and X.ndim == 2
+            and X.shape[1] == n_features and bool(np.isfinite(X).all()))
+
+
+def _chunks(X: np.ndarray, size: int) -> list[np.ndarray]:
+    return [X[i:i + size] for i in range(0, max(len(X), 1), size)]
+
+
+def _safe_scale(scale: np.ndarray) -> np.ndarray:
+    scale = np.asarray(scale, np.float64)
+    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
+def _typename(value: Any) -> str:
+    return "null" if value is None else {
+        str: "a string", dict: "an object", list: "a list", bool: "a boolean",
+    }.get(type(value), f"a {type(value).__name__}")
+
+
+def bucket_for(n: int, buckets: Sequence[int]) -> int:
+    """The bucket a batch of ``n`` rows is padded to (largest bucket for chunks)."""
+    return next((b for b in buckets if b >= n), buckets[-1])
+
+
+__all__ = ["Prediction", "Predictor", "predict", "validate_rows", "DEFAULT_BUCKETS",
+           "DEFAULT_MASS", "bucket_for"]
