@@ -2,11 +2,16 @@
 
 Fit NumPyro models, keep self-describing posteriors in BentoML's model store, serve their
 posterior predictive with uncertainty, and A/B test model versions.
+
+Submodules load on first use, so ``workbench models list`` and the servers do not pay
+for JAX, ArviZ or BentoML until they need them.
 """
 
 from __future__ import annotations
 
+import importlib
 import warnings
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -14,28 +19,37 @@ __version__ = "0.1.0"
 warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*",
                         category=FutureWarning)
 
-from workbench import datasets, errors, store  # noqa: E402
-from workbench.artifact import Posterior, load, save  # noqa: E402
-from workbench.fit import DiagnosticsWarning, SamplerConfig, fit  # noqa: E402
-from workbench.models import ModelSpec, get_spec, register, registered  # noqa: E402
-from workbench.predict import Prediction, Predictor, predict  # noqa: E402
+_EXPORTS = {
+    "DiagnosticsWarning": "workbench.fit",
+    "SamplerConfig": "workbench.fit",
+    "ModelSpec": "workbench.models",
+    "get_spec": "workbench.models",
+    "register": "workbench.models",
+    "registered": "workbench.models",
+    "Posterior": "workbench.artifact",
+    "load": "workbench.artifact",
+    "save": "workbench.artifact",
+    "Prediction": "workbench.predict",
+    "Predictor": "workbench.predict",
+}
+_SUBMODULES = ("artifact", "datasets", "errors", "fit", "models", "predict", "store")
 
-__all__ = [
-    "DiagnosticsWarning",
-    "ModelSpec",
-    "Posterior",
-    "Prediction",
-    "Predictor",
-    "SamplerConfig",
-    "__version__",
-    "datasets",
-    "errors",
-    "fit",
-    "get_spec",
-    "load",
-    "predict",
-    "register",
-    "registered",
-    "save",
-    "store",
-]
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+if TYPE_CHECKING:
+    from workbench import artifact, datasets, errors, fit, models, predict, store
+    from workbench.artifact import Posterior, load, save
+    from workbench.fit import DiagnosticsWarning, SamplerConfig
+    from workbench.models import ModelSpec, get_spec, register, registered
+    from workbench.predict import Prediction, Predictor
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"workbench.{name}")
+    else:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    globals()[name] = value
+    return value

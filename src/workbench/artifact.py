@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from workbench.errors import ArtifactMismatch, CorruptArtifact
@@ -139,28 +140,26 @@ def load(path: str | Path, *, model: str | None = None, kind: str | None = None)
         Not a workbench posterior of this format, altered attributes, or not the
         ``model``/``kind`` asked for.
     """
-    import arviz as az
-
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
     if not path.is_file():
         raise CorruptArtifact(f"no posterior artifact at {str(path)!r}")
     try:
-        with az.rc_context({"data.load": "eager"}):
-            idata = az.from_netcdf(str(path), engine="h5netcdf")
-        raw = idata.posterior.attrs["workbench"]
-        attrs = json.loads(raw)
-        samples = {k: np.asarray(v.values) for k, v in idata.posterior.data_vars.items()}
-        stats = ({k: np.asarray(v.values) for k, v in idata.sample_stats.data_vars.items()}
-                 if "sample_stats" in idata.groups() else {})
-        x_loc = np.asarray(idata.constant_data["x_loc"].values, np.float64)
-        x_scale = np.asarray(idata.constant_data["x_scale"].values, np.float64)
+        # Read with h5py alone: the serving path needs neither ArviZ nor xarray (and their
+        # seconds of import time); the file is plain netCDF-4/HDF5.
+        with h5py.File(path, "r") as f:
+            attrs = json.loads(f["posterior"].attrs["workbench"])
+            samples = _variables(f["posterior"])
+            stats = _variables(f["sample_stats"]) if "sample_stats" in f else {}
+            constant = _variables(f["constant_data"])
+        x_loc = np.asarray(constant["x_loc"], np.float64)
+        x_scale = np.asarray(constant["x_scale"], np.float64)
     except KeyError as exc:
         raise ArtifactMismatch(
             f"{str(path)!r} is not a workbench posterior (missing {exc})",
             detail={"expected format": FORMAT}) from None
-    except Exception as exc:  # h5py/netCDF raise many types for a damaged file
+    except Exception as exc:  # h5py raises many types for a damaged file
         raise CorruptArtifact(f"cannot read posterior artifact {str(path)!r}: {exc}") from exc
 
     if attrs.get("format") != FORMAT:
@@ -188,6 +187,17 @@ def load(path: str | Path, *, model: str | None = None, kind: str | None = None)
                                detail={"features": len(posterior.feature_names),
                                        "x_loc": len(x_loc)})
     return posterior
+
+
+def _variables(group: h5py.Group) -> dict[str, np.ndarray]:
+    """A netCDF group's data variables (its dimension-scale coordinates left out)."""
+    out = {}
+    for name, item in group.items():
+        if not isinstance(item, h5py.Dataset) or item.attrs.get("CLASS") == b"DIMENSION_SCALE":
+            continue
+        value = item[()]
+        out[name] = value.astype(bool) if item.attrs.get("dtype") == "bool" else value
+    return out
 
 
 def _draws_digest(samples: dict[str, np.ndarray]) -> str:

@@ -293,5 +293,23 @@ def _print_predictions(records: list[dict[str, Any]], mass: float) -> None:
     _console().print(table)
 
 
+# -- demo --------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--samples", default=1000, show_default=True)
+@click.option("--warmup", default=500, show_default=True)
+@click.option("--chains", default=2, show_default=True)
+@_friendly
+def demo(samples: int, warmup: int, chains: int) -> None:
+    """Everything, from nothing, on this machine (see the README)."""
+    import numpyro
+
+    numpyro.set_host_device_count(min(chains, os.cpu_count() or 1))
+    from workbench import demo as _demo
+
+    made = _demo.run(samples=samples, warmup=warmup, chains=chains, console=_console())
+    click.echo(made["champion"])
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

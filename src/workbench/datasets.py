@@ -76,6 +76,31 @@ def load(name: str | None = None, *, csv: str | Path | None = None,
                    tuple(map(str, bunch.feature_names)), target_names, categorical)
 
 
+def from_arrays(X: np.ndarray, y: np.ndarray, *, name: str = "arrays",
+                feature_names: tuple[str, ...] | None = None,
+                target_names: tuple[str, ...] | None = None,
+                categorical: bool | None = None) -> Dataset:
+    """A dataset from arrays (e.g. a notebook's own data). Integer targets are categorical
+    unless said otherwise; class names default to the sorted distinct values."""
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y)
+    if X.ndim != 2 or len(X) != len(y):
+        raise DatasetError(f"X must be (rows, features) and y (rows,); got {X.shape} and {y.shape}")
+    if categorical is None:
+        categorical = y.dtype.kind in "iub"
+    if categorical:
+        classes, codes = np.unique(y, return_inverse=True)
+        y = codes.astype(np.int64)
+        target_names = target_names or tuple(map(str, classes))
+    else:
+        y = y.astype(np.float64)
+        target_names = target_names or ("target",)
+    names = feature_names or tuple(f"x{i}" for i in range(X.shape[1]))
+    if len(names) != X.shape[1]:
+        raise DatasetError(f"{len(names)} feature names for {X.shape[1]} features")
+    return Dataset(name, X, y, tuple(names), tuple(target_names), categorical)
+
+
 def _from_csv(path: Path, target: str | None) -> Dataset:
     import pandas as pd
 

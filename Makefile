@@ -1,0 +1,47 @@
+# The README's commands. Each sets up what it needs: uv (into .tools/), the locked
+# environment (.venv/), and, for the tests, Debian packages installed with apt when missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV := .tools/bin/uv
+STAMP := $(VENV)/.synced
+
+# The demo keeps its model store and event log inside the project (gitignored).
+export WORKBENCH_HOME ?= $(CURDIR)/.workbench
+export BENTOML_DO_NOT_TRACK := True
+DEMO_BENTOML_HOME ?= $(WORKBENCH_HOME)/bentoml
+
+.PHONY: help venv demo test lint lab clean
+
+help:
+	@echo "make demo   fit, store and serve a Bayesian model end to end (about 2 minutes)"
+	@echo "make test   the whole test suite (real servers, real databases, real browser)"
+	@echo "make lint   ruff"
+	@echo "make clean  remove .venv, .tools and the demo's state"
+
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (apt-get install python3.11)"; exit 1; }
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools uv
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	PYTHONPATH=.tools $(UV) sync --frozen --extra dev --python $(PYTHON) --compile-bytecode
+	@touch $@
+
+venv: $(STAMP)
+
+demo: venv
+	BENTOML_HOME=$(DEMO_BENTOML_HOME) $(BIN)/workbench demo
+	@echo
+	@echo "model store: export BENTOML_HOME=$(DEMO_BENTOML_HOME) to use it with workbench/bentoml"
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check src tests bentos dashboards benchmarks
+
+clean:
+	rm -rf $(VENV) .tools $(WORKBENCH_HOME) .pytest_cache
