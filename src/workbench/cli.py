@@ -293,6 +293,27 @@ def _print_predictions(records: list[dict[str, Any]], mass: float) -> None:
     _console().print(table)
 
 
+# -- build -------------------------------------------------------------------------------
+
+@main.group()
+def build() -> None:
+    """Build bentos (the tag is the last line printed)."""
+
+
+@build.command("predictor")
+@click.option("--model", "models", multiple=True, metavar="ALIAS_OR_TAG",
+              help="A model to serve (repeatable; the first is the default). "
+                   "Default: champion.")
+@click.option("--gpu", is_flag=True, help="Declare a GPU and install JAX's CUDA wheels.")
+@click.option("--version", "version_", help="The bento version (default: generated).")
+@_friendly
+def build_predictor(models: tuple[str, ...], gpu: bool, version_: str | None) -> None:
+    """Build the Predictor bento; aliases are resolved to tags now."""
+    from workbench.build import build_predictor as _build
+
+    click.echo(_build(list(models), gpu=gpu, version_=version_))
+
+
 # -- demo --------------------------------------------------------------------------------
 
 @main.command()

@@ -147,7 +147,9 @@ def diagnose(samples: dict[str, np.ndarray], diverging: np.ndarray) -> dict[str,
 def failures(d: dict[str, Any]) -> list[str]:
     """The diagnostics that fail their thresholds, each said in words."""
     out = []
-    if not d["max_rhat"] <= THRESHOLDS["max_rhat"]:  # NaN fails too
+    if d["max_rhat"] != d["max_rhat"]:  # NaN: a single chain has no between-chain variance
+        out.append("R-hat needs at least 2 chains")
+    elif not d["max_rhat"] <= THRESHOLDS["max_rhat"]:
         out.append(f"max R-hat {d['max_rhat']:.3f} > {THRESHOLDS['max_rhat']}")
     for key, label in (("min_ess_bulk", "bulk"), ("min_ess_tail", "tail")):
         if not d[key] >= THRESHOLDS["min_ess"]:

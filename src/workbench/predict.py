@@ -188,14 +188,28 @@ class Predictor:
         X = instances if _is_checked(instances, len(self.features)) else self.validate(instances)
         mass = check_interval_mass(interval_mass)
         draws = check_draws(draws, self._returned_draws)
+        return self.prediction(self.summarize(X, mass), mass, draws)
+
+    def summarize(self, X: np.ndarray, mass: float) -> dict[str, np.ndarray]:
+        """The raw per-row arrays for validated rows ``X`` (what batching stacks and splits)."""
         parts = [self._run(chunk, mass) for chunk in _chunks(X, self.buckets[-1])]
-        joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def prediction(self, arrays: dict[str, np.ndarray], mass: float, draws: int) -> Prediction:
+        """A :class:`Prediction` from :meth:`summarize`'s arrays."""
         return Prediction(
-            kind=self.kind, mean=joined["mean"], std=joined["std"], lower=joined["lower"],
-            upper=joined["upper"], interval_mass=mass, target_names=self.posterior.target_names,
-            probabilities=joined.get("probabilities"), label=joined.get("label"),
-            draws=joined["draws"][:, :draws] if draws else None,
+            kind=self.kind, mean=arrays["mean"], std=arrays["std"], lower=arrays["lower"],
+            upper=arrays["upper"], interval_mass=mass, target_names=self.posterior.target_names,
+            probabilities=arrays.get("probabilities"), label=arrays.get("label"),
+            draws=arrays["draws"][:, :draws] if draws else None,
         )
+
+    @property
+    def max_draws(self) -> int:
+        """The most draws per row a prediction can return."""
+        return self._returned_draws
 
     def _run(self, X: np.ndarray, mass: float) -> dict[str, np.ndarray]:
         n = X.shape[0]

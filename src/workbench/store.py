@@ -101,7 +101,20 @@ def path(ref: str) -> Path:
 
 def get(ref: str) -> Posterior:
     """Load the posterior behind an alias, tag or name, checking its integrity."""
-    model = bentoml.models.get(resolve(ref))
+    return from_bento_model(bentoml.models.get(resolve(ref)))
+
+
+def metadata(tag: str) -> dict[str, Any]:
+    """BentoML's metadata of a stored model (features, targets, kind, diagnostics)."""
+    try:
+        return dict(bentoml.models.get(tag).info.metadata)
+    except (NotFound, ValueError):
+        raise ModelNotFound(f"no model {tag!r} in the model store") from None
+
+
+def from_bento_model(model: Any) -> Posterior:
+    """Load the posterior inside a BentoML model (as a bento's ``BentoModel`` resolves it),
+    checking the file against the checksum recorded when it was stored."""
     file = Path(model.path) / artifact.FILENAME
     expected = model.info.metadata.get("sha256")
     if expected and file.is_file() and _sha256(file) != expected:

@@ -1,0 +1,60 @@
+"""The Predictor: posterior-predictive means, standard deviations and credible intervals.
+
+Serve from source (models resolved in the model store now):
+    bentoml serve bentos/predictor/service.py:Predictor --arg models=champion,challenger
+Build (aliases resolved and frozen into the bento):  workbench build predictor
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import bentoml
+from pydantic import Field
+
+with bentoml.importing():
+    from workbench import serving, store
+
+ARGS = bentoml.use_arguments()
+MODELS = serving.model_refs(getattr(ARGS, "models", None))  # {ref: tag}; the first is default
+TAGS = list(dict.fromkeys(MODELS.values()))
+GPU = str(getattr(ARGS, "gpu", "")).lower() in ("1", "true", "yes")
+EXAMPLE_INPUT = serving.example_input(TAGS[0])
+
+
+@bentoml.asgi_app(serving.http_app(lambda: bentoml.get_current_service().server), path="/")
+@bentoml.service(
+    name="predictor",
+    workers=1,  # one process; batching fills both cores through XLA's threads (README)
+    resources={"gpu": 1} if GPU else {"cpu": "2"},
+    traffic={"timeout": 30},
+)
+class Predictor:
+    # One BentoModel attribute per served tag, so that `bentoml build` packs each of them.
+    locals().update({f"model_{i}": bentoml.models.BentoModel(t) for i, t in enumerate(TAGS)})
+
+    def __init__(self) -> None:
+        stored = {str(m.tag): m for m in (getattr(self, f"model_{i}") for i in range(len(TAGS)))}
+        bento = Predictor.bento  # type: ignore[attr-defined]  (set when served from a bento)
+        self.server = serving.ModelServer(
+            MODELS, load=lambda tag: store.from_bento_model(stored[tag]),
+            bento=str(bento.tag) if bento else None)
+        self.server.warmup_in_background()  # /readyz turns ready once every bucket compiled
+
+    def __is_ready__(self) -> bool:
+        return self.server.ready
+
+    @bentoml.api(route="/predict")
+    async def predict(
+        self,
+        instances: Annotated[list[Any], Field(examples=[EXAMPLE_INPUT["instances"]])],
+        model: str | None = None,
+        interval_mass: Annotated[float, Field(gt=0, lt=1, strict=True)] = 0.9,
+        draws: Annotated[int, Field(ge=0, strict=True)] = 0,
+    ) -> dict[str, Any]:
+        """Posterior-predictive summary per row; ``model`` is a tag, name or alias."""
+        return await serving.respond(self.server.predict(
+            instances, model=model, interval_mass=interval_mass, draws=draws))
+
+
+Predictor.add_asgi_middleware(serving.BodyLimit)

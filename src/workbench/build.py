@@ -1,0 +1,90 @@
+"""Build bentos: the Predictor (CPU or GPU) and, later, the experiment gateway.
+
+A bento carries the thin service from ``bentos/<name>/``, the ``workbench`` package
+itself (copied into the bento's source, so the container needs nothing else of ours),
+exact pins of the serving dependencies as installed here, and the models it serves,
+resolved now from aliases to tags and frozen into the bento's arguments.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import workbench
+from workbench.errors import ConfigError
+
+SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil")
+GPU_ENV = {
+    # JAX preallocates 75% of GPU memory by default; bound it so that other processes
+    # (a second worker, the CUDA context of a sidecar) still fit.
+    "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5",
+}
+
+
+def bentos_dir() -> Path:
+    """Where the bento sources are: inside the installed wheel, or the repository's."""
+    packaged = Path(workbench.__file__).parent / "bentos"
+    if packaged.is_dir():
+        return packaged
+    return Path(workbench.__file__).resolve().parents[2] / "bentos"
+
+
+def requirements(*, gpu: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
+    """Exact pins of what the service imports, as installed in this environment."""
+    pins = []
+    for name in (*SERVING_PACKAGES, *extra):
+        if name == "jaxlib" and gpu:
+            continue
+        spec = "jax[cuda12]" if (name == "jax" and gpu) else name
+        pins.append(f"{spec}=={version(name)}")
+    return pins
+
+
+def build_predictor(models: list[str] | None = None, *, gpu: bool = False,
+                    version_: str | None = None) -> str:
+    """Build the Predictor bento serving ``models`` (aliases, names or tags; default
+    ``champion``); returns the bento tag."""
+    from workbench.serving import model_refs
+
+    resolved = model_refs(",".join(models) if models else None)
+    args: dict[str, Any] = {"models": ",".join(f"{r}={t}" for r, t in resolved.items())}
+    if gpu:
+        args["gpu"] = "true"
+    return _build("predictor", name="predictor-gpu" if gpu else "predictor", args=args,
+                  packages=requirements(gpu=gpu), env=GPU_ENV if gpu else {},
+                  labels={"workbench.gpu": str(gpu).lower(),
+                          "workbench.models": ".".join(t.replace(":", "-")
+                                                       for t in resolved.values())[:63]},
+                  version_=version_)
+
+
+def _build(source: str, *, name: str, args: dict[str, Any], packages: list[str],
+           env: dict[str, str], labels: dict[str, str], version_: str | None) -> str:
+    import bentoml
+
+    src = bentos_dir() / source
+    if not (src / "service.py").is_file():
+        raise ConfigError(f"no bento source at {src}", detail={"expected": "service.py"})
+    with tempfile.TemporaryDirectory(prefix=f"workbench-build-{source}-") as tmp:
+        ctx = Path(tmp)
+        shutil.copytree(src, ctx, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(Path(workbench.__file__).parent, ctx / "workbench",
+                        ignore=shutil.ignore_patterns("__pycache__", "bentos"))
+        bento = bentoml.bentos.build(
+            "service:" + source.capitalize(),
+            name=name,
+            version=version_,
+            build_ctx=str(ctx),
+            include=["*.py", "*.yaml", "workbench/**/*.py"],
+            python={"packages": packages, "lock_packages": False},
+            docker={"python_version": "3.11", "distro": "debian",
+                    "env": {"BENTOML_DO_NOT_TRACK": "True"} | env},
+            labels={"workbench.version": workbench.__version__} | labels,
+            args=args,
+        )
+    return str(bento.tag)

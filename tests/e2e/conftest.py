@@ -1,0 +1,45 @@
+"""A real Predictor (``bentoml serve`` of bentos/predictor) over two stored posteriors:
+a logistic regression fitted on breast_cancer (aliased champion) and a regression."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+
+import pytest
+from conftest import make_posterior
+from servers import ROOT, Server, bentoml_serve
+
+from workbench import datasets, store
+from workbench.fit import DiagnosticsWarning, SamplerConfig, fit
+
+
+@pytest.fixture(scope="session")
+def champion() -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        posterior = fit("logistic", datasets.load("breast_cancer"), name="e2e-logistic",
+                        progress=False,
+                        config=SamplerConfig(warmup=300, samples=300, chains=2, seed=0))
+    return store.save(posterior, alias="champion", force=True)
+
+
+@pytest.fixture(scope="session")
+def regression() -> str:
+    return store.save(make_posterior("regression", name="e2e-regression"), alias="reg")
+
+
+@pytest.fixture(scope="session")
+def server_env() -> dict[str, str]:
+    return dict(os.environ)
+
+
+@pytest.fixture(scope="session")
+def predictor(champion, regression, server_env, tmp_path_factory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("logs") / "predictor.log"
+    server = bentoml_serve(["service:Predictor", "--working-dir",
+                            str(ROOT / "bentos" / "predictor"), "--arg", "models=champion,reg"],
+                           env=server_env, log=log)
+    yield server
+    server.stop()
