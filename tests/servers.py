@@ -50,11 +50,11 @@ def bentoml_serve(target: Sequence[str], *, env: dict[str, str], log: Path,
                   cwd: Path | None = None) -> Server:
     """``bentoml serve TARGET --port P`` on 127.0.0.1, waiting for ``/readyz``."""
     port = free_port()
-    handle = open(log, "wb")
-    process = subprocess.Popen(
-        [BENTOML, "serve", *target, "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=cwd or ROOT, stdout=handle, stderr=subprocess.STDOUT,
-        start_new_session=True)
+    with open(log, "wb") as handle:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [BENTOML, "serve", *target, "--host", "127.0.0.1", "--port", str(port)],
+            env=env, cwd=cwd or ROOT, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True)
     server = Server(process, f"http://127.0.0.1:{port}", log)
     if wait_ready:
         wait_until_ready(server, ready_timeout)

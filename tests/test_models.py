@@ -12,8 +12,8 @@ import pytest
 
 import workbench
 from workbench import datasets, store
-from workbench.fit import fit
 from workbench.errors import ConfigError, UnknownModelKind
+from workbench.fit import fit
 from workbench.models import get_spec, registered
 
 

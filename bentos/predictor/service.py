@@ -27,6 +27,9 @@ EXAMPLE_INPUT = serving.example_input(TAGS[0])
     name="predictor",
     workers=1,  # one process; batching fills both cores through XLA's threads (README)
     resources={"gpu": 1} if GPU else {"cpu": "2"},
+    envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}] + (
+        # JAX preallocates 75% of GPU memory by default; bound it so a sidecar still fits.
+        [{"name": "XLA_PYTHON_CLIENT_MEM_FRACTION", "value": "0.5"}] if GPU else []),
     traffic={"timeout": 30},
 )
 class Predictor:

@@ -34,7 +34,11 @@ _EXPORTS = {
 }
 _SUBMODULES = ("artifact", "datasets", "errors", "fit", "models", "predict", "store")
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+__all__ = [
+    "DiagnosticsWarning", "ModelSpec", "Posterior", "Prediction", "Predictor", "SamplerConfig",
+    "__version__", "artifact", "datasets", "errors", "fit", "get_spec", "load", "models",
+    "predict", "register", "registered", "save", "store",
+]
 
 if TYPE_CHECKING:
     from workbench import artifact, datasets, errors, fit, models, predict, store

@@ -18,11 +18,6 @@ import workbench
 from workbench.errors import ConfigError
 
 SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil")
-GPU_ENV = {
-    # JAX preallocates 75% of GPU memory by default; bound it so that other processes
-    # (a second worker, the CUDA context of a sidecar) still fit.
-    "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5",
-}
 
 
 def bentos_dir() -> Path:
@@ -55,7 +50,7 @@ def build_predictor(models: list[str] | None = None, *, gpu: bool = False,
     if gpu:
         args["gpu"] = "true"
     return _build("predictor", name="predictor-gpu" if gpu else "predictor", args=args,
-                  packages=requirements(gpu=gpu), env=GPU_ENV if gpu else {},
+                  packages=requirements(gpu=gpu),
                   labels={"workbench.gpu": str(gpu).lower(),
                           "workbench.models": ".".join(t.replace(":", "-")
                                                        for t in resolved.values())[:63]},
@@ -63,7 +58,7 @@ def build_predictor(models: list[str] | None = None, *, gpu: bool = False,
 
 
 def _build(source: str, *, name: str, args: dict[str, Any], packages: list[str],
-           env: dict[str, str], labels: dict[str, str], version_: str | None) -> str:
+           labels: dict[str, str], version_: str | None) -> str:
     import bentoml
 
     src = bentos_dir() / source
@@ -82,8 +77,7 @@ def _build(source: str, *, name: str, args: dict[str, Any], packages: list[str],
             build_ctx=str(ctx),
             include=["*.py", "*.yaml", "workbench/**/*.py"],
             python={"packages": packages, "lock_packages": False},
-            docker={"python_version": "3.11", "distro": "debian",
-                    "env": {"BENTOML_DO_NOT_TRACK": "True"} | env},
+            docker={"python_version": "3.11", "distro": "debian"},
             labels={"workbench.version": workbench.__version__} | labels,
             args=args,
         )

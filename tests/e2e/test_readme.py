@@ -1,0 +1,47 @@
+"""The README's "Serve" examples, run against a real Predictor."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from servers import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def _section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", _section("Serve"), flags=re.S)
+
+
+def test_curl_examples(predictor):
+    (block,) = [b for b in _blocks("bash") if "curl" in b]
+    commands = re.split(r"\n(?=curl )", block.strip())
+    outputs = []
+    for command in commands:
+        command = command.split("  #")[0].replace("http://localhost:3000", predictor.url)
+        out = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                             check=True, timeout=60)
+        outputs.append(json.loads(out.stdout))
+    prediction = outputs[0]["predictions"][0]
+    assert prediction["label"] == "malignant" and len(prediction["draws"]) == 5
+    assert "sample_input" in outputs[1]
+
+
+def test_python_example(predictor):
+    (code,) = _blocks("python")
+    code = code.replace("http://localhost:3000", predictor.url)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "row 0 has 2 values" in out.stdout

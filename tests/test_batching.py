@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from workbench.batching import MicroBatcher, Overloaded
+
+
+def _doubler(calls: list[tuple[object, int]], gate: threading.Event | None = None):
+    def fn(key, X):
+        if gate is not None:
+            gate.wait(5)
+        calls.append((key, len(X)))
+        if np.any(X < 0):
+            raise ValueError("negative row")
+        return {"y": X[:, 0] * 2, "rows": np.arange(len(X))}
+    return fn
+
+
+def test_concurrent_requests_share_calls_and_get_their_own_rows():
+    calls: list[tuple[object, int]] = []
+    gate = threading.Event()
+    batcher = MicroBatcher(_doubler(calls, gate), max_rows=64)
+
+    async def main():
+        tasks = [asyncio.create_task(batcher.submit("k", np.full((2, 1), i, np.float32)))
+                 for i in range(20)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(main())
+    for i, out in enumerate(results):
+        np.testing.assert_array_equal(out["y"], [2 * i, 2 * i])
+    assert len(calls) < 20  # the first ran alone; the rest queued behind it and batched
+    assert batcher.stats.requests == 20 and batcher.stats.rows == 40
+    assert max(n for _, n in calls) <= 64
+
+
+def test_a_failing_request_does_not_fail_its_batch_mates():
+    calls: list[tuple[object, int]] = []
+    gate = threading.Event()
+    batcher = MicroBatcher(_doubler(calls, gate))
+
+    async def main():
+        rows = [1.0, 2.0, -1.0, 3.0, 4.0]
+        tasks = [asyncio.create_task(batcher.submit("k", np.array([[r]], np.float32)))
+                 for r in rows]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[2], ValueError)
+    assert [r["y"][0] for i, r in enumerate(results) if i != 2] == [2.0, 4.0, 6.0, 8.0]
+    assert batcher.stats.retried > 0
+
+
+def test_keys_are_never_mixed():
+    calls: list[tuple[object, int]] = []
+    gate = threading.Event()
+    batcher = MicroBatcher(_doubler(calls, gate))
+
+    async def main():
+        tasks = [asyncio.create_task(batcher.submit(i % 2, np.ones((1, 1), np.float32)))
+                 for i in range(10)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert {k for k, _ in calls} == {0, 1}
+    assert sum(n for _, n in calls) == 10
+
+
+def test_a_full_queue_is_refused_at_once():
+    gate = threading.Event()
+    batcher = MicroBatcher(_doubler([], gate), max_queue_rows=4)
+
+    async def main():
+        first = asyncio.create_task(batcher.submit("k", np.ones((4, 1), np.float32)))
+        await asyncio.sleep(0.05)  # running: the queue is empty again
+        second = asyncio.create_task(batcher.submit("k", np.ones((4, 1), np.float32)))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded):
+            await batcher.submit("k", np.ones((1, 1), np.float32))
+        gate.set()
+        await asyncio.gather(first, second)
+
+    asyncio.run(main())
