@@ -59,5 +59,10 @@ class Predictor:
         return await serving.respond(self.server.predict(
             instances, model=model, interval_mass=interval_mass, draws=draws))
 
+    @bentoml.api(route="/models")
+    async def models(self) -> dict[str, Any]:
+        """The served models, their aliases, and whether they are compiled and ready."""
+        return self.server.status()
+
 
 Predictor.add_asgi_middleware(serving.BodyLimit)

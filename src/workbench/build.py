@@ -30,12 +30,18 @@ def bentos_dir() -> Path:
 
 def requirements(*, gpu: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
     """Exact pins of what the service imports, as installed in this environment."""
+    from importlib.metadata import PackageNotFoundError
+
     pins = []
     for name in (*SERVING_PACKAGES, *extra):
         if name == "jaxlib" and gpu:
             continue
         spec = "jax[cuda12]" if (name == "jax" and gpu) else name
-        pins.append(f"{spec}=={version(name)}")
+        try:
+            pins.append(f"{spec}=={version(name)}")
+        except PackageNotFoundError:  # an optional driver (psycopg) not installed here
+            if name in SERVING_PACKAGES:
+                raise
     return pins
 
 
@@ -57,8 +63,36 @@ def build_predictor(models: list[str] | None = None, *, gpu: bool = False,
                   version_=version_)
 
 
+def build_experiment(config_path: str | None = None, *, version_: str | None = None) -> str:
+    """Build the experiment gateway bento: its config bundled, the Predictor beside it,
+    and every arm's (and the shadow's) model resolved now and packed; returns the tag."""
+    import os
+
+    from workbench.config import DEFAULT, load
+    from workbench.serving import model_refs
+
+    path = config_path or os.environ.get("WORKBENCH_EXPERIMENT")
+    config = load(path)
+    resolved = model_refs(",".join(dict.fromkeys(config.models().values())))
+    text = Path(path).read_text() if path else yaml_dump(DEFAULT)
+    return _build("experiment", name="experiment", args={
+        "models": ",".join(f"{r}={t}" for r, t in resolved.items()),
+        "experiment": "experiment.yaml"},
+        packages=requirements(extra=("sqlalchemy", "pyyaml", "scipy", "psycopg",
+                                     "psycopg-binary")),
+        labels={"workbench.experiment": config.name}, version_=version_,
+        files={"experiment.yaml": text})
+
+
+def yaml_dump(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, sort_keys=False)
+
+
 def _build(source: str, *, name: str, args: dict[str, Any], packages: list[str],
-           labels: dict[str, str], version_: str | None) -> str:
+           labels: dict[str, str], version_: str | None,
+           files: dict[str, str] | None = None) -> str:
     import bentoml
 
     src = bentos_dir() / source
@@ -66,8 +100,10 @@ def _build(source: str, *, name: str, args: dict[str, Any], packages: list[str],
         raise ConfigError(f"no bento source at {src}", detail={"expected": "service.py"})
     with tempfile.TemporaryDirectory(prefix=f"workbench-build-{source}-") as tmp:
         ctx = Path(tmp)
-        shutil.copytree(src, ctx, dirs_exist_ok=True,
+        shutil.copytree(src, ctx, dirs_exist_ok=True,  # symlinks are copied as files
                         ignore=shutil.ignore_patterns("__pycache__"))
+        for name, text in (files or {}).items():
+            (ctx / name).write_text(text)
         shutil.copytree(Path(workbench.__file__).parent, ctx / "workbench",
                         ignore=shutil.ignore_patterns("__pycache__", "bentos"))
         bento = bentoml.bentos.build(

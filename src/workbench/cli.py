@@ -313,6 +313,121 @@ def build_predictor(models: tuple[str, ...], gpu: bool, version_: str | None) ->
     click.echo(_build(list(models), gpu=gpu, version_=version_))
 
 
+@build.command("experiment")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="Experiment YAML (default: $WORKBENCH_EXPERIMENT, else champion vs "
+                   "challenger).")
+@click.option("--version", "version_", help="The bento version (default: generated).")
+@_friendly
+def build_experiment(config_path: str | None, version_: str | None) -> None:
+    """Build the experiment gateway bento (with its Predictor and every arm's model)."""
+    from workbench.build import build_experiment as _build
+
+    click.echo(_build(config_path, version_=version_))
+
+
+# -- experiments -------------------------------------------------------------------------
+
+@main.command()
+@click.option("--url", required=True, help="The experiment gateway, e.g. http://127.0.0.1:3000")
+@click.option("--users", default=200, show_default=True, help="Distinct units.")
+@click.option("--duration", default=30.0, show_default=True, help="Seconds of traffic.")
+@click.option("--rate", default=20.0, show_default=True, help="Requests per second.")
+@click.option("--dataset", default="breast_cancer", show_default=True,
+              help="Whose held-out rows to send.")
+@click.option("--effect", "effects", multiple=True, metavar="ARM=DELTA",
+              help="Plant an effect on an arm's outcomes, e.g. challenger=0.1 (repeatable).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def simulate(url: str, users: int, duration: float, rate: float, dataset: str,
+             effects: tuple[str, ...], seed: int, as_json: bool) -> None:
+    """Send realistic traffic to a gateway and feed back outcomes; print a summary."""
+    import asyncio
+
+    from workbench.simulate import simulate as _simulate
+
+    planted = {k: float(v) for k, v in _parse_options(effects).items()}
+    summary = asyncio.run(_simulate(url, dataset=dataset, users=users, duration=duration,
+                                    rate=rate, effects=planted, seed=seed,
+                                    progress=sys.stderr.isatty() and not as_json))
+    out = summary.to_dict()
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    console = _console()
+    console.print(f"sent {out['sent']}, ok {out['ok']}, errors {out['errors'] or 0}, "
+                  f"feedback {out['feedback']}, fallbacks {out['fallbacks']}")
+    console.print("per arm: " + ", ".join(f"{a} {n}" for a, n in sorted(out["arms"].items())))
+    console.print(f"latency p50 {out['latency_ms']['p50']:.1f} ms, "
+                  f"p99 {out['latency_ms']['p99']:.1f} ms")
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="The experiment's YAML (for arms, control, metric, decision).")
+@click.option("--metric", type=click.Choice(["binary", "continuous", "log_score", "brier"]),
+              help="Without --config: the metric (default binary).")
+@click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or SQLite).")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def analyze(experiment: str, config_path: str | None, metric: str | None, db_url: str | None,
+            as_json: bool) -> None:
+    """Print the Bayesian read-out of EXPERIMENT from the event store."""
+    from workbench import events, experiments
+    from workbench.config import load as load_config
+    from workbench.config import parse
+    from workbench.errors import ConfigError
+
+    eng = events.engine(db_url)
+    data = events.read(eng, experiment)
+    if not len(data):
+        raise ConfigError(f"no events for experiment {experiment!r}",
+                          detail={"experiments": events.experiments(eng)})
+    if config_path or os.environ.get("WORKBENCH_EXPERIMENT"):
+        config = load_config(config_path)
+    else:
+        arms = list(dict.fromkeys(a for a, s in zip(data.arm, data.status, strict=True)
+                                  if s != "shadow"))
+        config = parse({"name": experiment, "metric": metric or "binary",
+                        "arms": [{"name": a, "model": a} for a in arms]})
+    readout = experiments.analyze(data.mask(data.status != "fallback"), config).to_dict()
+    if as_json:
+        click.echo(json.dumps(readout, default=str))
+        return
+    print_readout(readout)
+
+
+def print_readout(readout: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    def fmt(v: Any, spec: str = ".4f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    table = Table(title=f"{readout['experiment']}: {readout['metric']}", show_header=True)
+    for col in ("arm", "predictions", "outcomes", "metric (90% CI)", "P(best)",
+                "expected loss", "lift vs control (90% CI)"):
+        table.add_column(col)
+    for a in readout["arms"]:
+        ci = f"{fmt(a['mean'])} [{fmt(a['interval'][0])}, {fmt(a['interval'][1])}]" \
+            if a["interval"] else "-"
+        lift = a["lift"]
+        lift_s = (f"{lift['mean']:+.2%} [{lift['lo']:+.2%}, {lift['hi']:+.2%}]"
+                  if lift else ("control" if a["is_control"] else "-"))
+        table.add_row(a["arm"], str(a["predictions"]), str(a["outcomes"]), ci,
+                      fmt(a["prob_best"], ".3f"), fmt(a["expected_loss"], ".4g"), lift_s)
+    console = _console()
+    console.print(table)
+    d = readout["decision"]
+    console.print(f"decision: [bold]{d['winner'] or d['status']}[/] ({d['reason']})")
+    if readout["srm"]:
+        s = readout["srm"]
+        console.print(("[red]SAMPLE RATIO MISMATCH[/] " if s["mismatch"] else "split ok ")
+                      + f"(chi-square p = {s['p_value']:.3g}; observed {s['observed']}, "
+                        f"expected {s['expected']})")
+
+
 # -- demo --------------------------------------------------------------------------------
 
 @main.command()

@@ -237,6 +237,13 @@ class ModelServer:
 
     # -- description -----------------------------------------------------------------------
 
+    def status(self) -> dict[str, Any]:
+        """Readiness of the service and of each model (the gateway's ``/health/all``)."""
+        return {"ready": self.ready, "error": self.error,
+                "models": {tag: {"aliases": s.aliases, "ready": self.ready}
+                           for tag, s in self.models.items()},
+                "lookup": dict(self._lookup)}
+
     def metadata(self) -> dict[str, Any]:
         """``GET /metadata``: what clients must send and what they get back, per model."""
         models = {tag: describe(s) for tag, s in self.models.items()}

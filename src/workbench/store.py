@@ -62,6 +62,7 @@ def save(posterior: Posterior, *, alias: str | None = None, force: bool = False)
         "model": posterior.model,
         "kind": posterior.kind,
         "features": len(posterior.feature_names),
+        "feature_names": list(posterior.feature_names),
         "targets": list(posterior.target_names),
         "model_id": posterior.model_id,
         "diagnostics_ok": bool(posterior.diagnostics.get("ok", False)),
