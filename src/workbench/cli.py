@@ -366,7 +366,7 @@ def simulate(url: str, users: int, duration: float, rate: float, dataset: str,
 @main.command()
 @click.argument("experiment")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="The experiment's YAML (for arms, control, metric, decision).")
+              help="The experiment's YAML (default: the config the gateway recorded).")
 @click.option("--metric", type=click.Choice(["binary", "continuous", "log_score", "brier"]),
               help="Without --config: the metric (default binary).")
 @click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or SQLite).")
@@ -385,8 +385,11 @@ def analyze(experiment: str, config_path: str | None, metric: str | None, db_url
     if not len(data):
         raise ConfigError(f"no events for experiment {experiment!r}",
                           detail={"experiments": events.experiments(eng)})
-    if config_path or os.environ.get("WORKBENCH_EXPERIMENT"):
+    stored = events.load_config(eng, experiment)
+    if config_path:
         config = load_config(config_path)
+    elif stored:  # the configuration the gateway ran it with
+        config = parse(stored, source=f"event store config of {experiment!r}")
     else:
         arms = list(dict.fromkeys(a for a, s in zip(data.arm, data.status, strict=True)
                                   if s != "shadow"))

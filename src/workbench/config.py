@@ -86,6 +86,14 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_config(self) -> dict[str, Any]:
+        """The mapping :func:`parse` accepts (round-trips through the event store)."""
+        d = asdict(self)
+        d["arms"] = list(d["arms"])
+        if d["shadow"] is None:
+            del d["shadow"]
+        return d
+
 
 DEFAULT = {
     "name": "champion-vs-challenger",

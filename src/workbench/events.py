@@ -53,6 +53,14 @@ outcomes = sa.Table(
 )
 
 
+registry = sa.Table(
+    "experiments", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+
+
 def default_url() -> str:
     """``WORKBENCH_DB_URL``, else the SQLite file under ``WORKBENCH_HOME``."""
     if url := os.environ.get("WORKBENCH_DB_URL"):
@@ -271,6 +279,20 @@ def counts(eng: sa.Engine, experiment: str) -> dict[str, dict[str, int]]:
         return {arm: {"predictions": n, "outcomes": m} for arm, n, m in conn.execute(query)}
 
 
+def save_config(eng: sa.Engine, name: str, config: dict[str, Any]) -> None:
+    """Record an experiment's configuration (the gateway does at startup)."""
+    with eng.begin() as conn:
+        conn.execute(registry.delete().where(registry.c.name == name))
+        conn.execute(registry.insert().values(name=name, config=config, updated=time.time()))
+
+
+def load_config(eng: sa.Engine, name: str) -> dict[str, Any] | None:
+    """The configuration an experiment last ran with, or None."""
+    with eng.connect() as conn:
+        return _json(conn.execute(sa.select(registry.c.config)
+                                  .where(registry.c.name == name)).scalar())
+
+
 def write_now(eng: sa.Engine, table: str, rows: Iterable[dict[str, Any]]) -> None:
     """Insert synchronously (tests, backfills); duplicates are ignored."""
     rows = list(rows)
@@ -284,4 +306,5 @@ def _json(value: Any) -> Any:
 
 
 __all__: Sequence[str] = ["EventWriter", "Events", "counts", "default_url", "engine",
-                          "experiments", "exists", "outcome_of", "read", "write_now"]
+                          "experiments", "exists", "load_config", "outcome_of", "read",
+                          "save_config", "write_now"]

@@ -71,9 +71,12 @@ class Gateway:
     def __init__(self, config: ExperimentConfig, models: Mapping[str, ArmModel],
                  predict: PredictCall, *, engine: Any, writer: events.EventWriter,
                  max_rows: int = 1024) -> None:
+        from workbench.serving import log_to_stderr
+
+        log_to_stderr()
         self.config = config
         self.models = dict(models)
-        self._predict = predict
+        self._call = predict
         self.engine = engine
         self.writer = writer
         self.max_rows = max_rows
@@ -83,11 +86,24 @@ class Gateway:
         self._outcomes_seen: set[str] = set()
         self._stop = threading.Event()
         self.counters = {"requests": 0, "fallbacks": 0, "shadow": 0, "shadow_errors": 0}
+        events.save_config(engine, config.name, config.to_config())
         if config.mode == "bandit":
             threading.Thread(target=self._bandit_loop, name="workbench-bandit",
                              daemon=True).start()
 
     # -- predict ---------------------------------------------------------------------------
+
+    async def _predict(self, **kwargs: Any) -> dict[str, Any]:
+        """Call the Predictor; retry once when a kept-alive connection was closed under us
+        (the server's keep-alive timeout racing a reused connection), which is safe because
+        a prediction has no side effects."""
+        try:
+            return await self._call(**kwargs)
+        except Exception as exc:
+            if not _transient(exc):
+                raise
+            logger.info("retrying a predictor call after %r", exc)
+            return await self._call(**kwargs)
 
     def assign(self, unit: str) -> str:
         return assignment.assign(self.config.name, unit, self.weights, self.config.salt)
@@ -112,6 +128,8 @@ class Gateway:
             body = await self._predict(model=model.ref, **payload)
         except Exception as exc:
             control = self.models[self.config.control_arm.name]
+            logger.warning("predictor call for arm %r (%s) failed: %r", arm, model.tag, exc,
+                           exc_info=True)
             if arm == control.arm or control.features != model.features:
                 raise ArmFailed(f"arm {arm!r} failed and no fallback could answer: {exc}",
                                 detail={"arm": arm}) from exc
@@ -256,6 +274,17 @@ class Gateway:
     def close(self) -> None:
         self._stop.set()
         self.writer.close()
+
+
+def _transient(exc: BaseException) -> bool:
+    """A connection dropped or refused before an answer: worth one retry."""
+    try:
+        import aiohttp
+        if isinstance(exc, aiohttp.ClientConnectionError):
+            return True
+    except ImportError:  # pragma: no cover - aiohttp comes with BentoML
+        pass
+    return isinstance(exc, ConnectionError)
 
 
 def _check_outcome(outcome: Any) -> None:

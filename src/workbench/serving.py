@@ -35,7 +35,7 @@ from workbench.predict import (
 logger = logging.getLogger("workbench.serving")
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr() -> None:
     """BentoML configures only its own loggers; make ours visible beside them."""
     root = logging.getLogger("workbench")
     if not root.handlers:
@@ -91,7 +91,7 @@ def status_of(exc: BaseException) -> int:
         return 404
     if isinstance(exc, InputError):
         return 400
-    if isinstance(exc, NotReady | Overloaded):
+    if isinstance(exc, NotReady | Overloaded) or type(exc).__name__ == "ArmFailed":
         return 503
     return 500
 
@@ -139,7 +139,7 @@ class ModelServer:
     def __init__(self, models: Mapping[str, str], load: Callable[[str], Posterior], *,
                  max_rows: int = MAX_ROWS, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
                  bento: str | None = None) -> None:
-        _log_to_stderr()
+        log_to_stderr()
         self.bento = bento
         if not models:
             raise ModelNotFound("no models to serve", detail={"expected": "at least one tag"})

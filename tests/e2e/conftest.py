@@ -43,3 +43,30 @@ def predictor(champion, regression, server_env, tmp_path_factory) -> Iterator[Se
                            env=server_env, log=log)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def challenger() -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        posterior = fit("logistic", datasets.load("breast_cancer"), name="e2e-logistic",
+                        options={"prior_scale": 0.3}, progress=False,
+                        config=SamplerConfig(warmup=200, samples=200, chains=2, seed=1))
+    return store.save(posterior, alias="challenger", force=True)
+
+
+def serve_experiment(config: str, tmp_path, *, env: dict[str, str] | None = None) -> tuple[
+        Server, str]:
+    """``bentoml serve`` of bentos/experiment with ``config`` (YAML text) and its own SQLite
+    event store; returns the server and the store's URL."""
+    path = tmp_path / "experiment.yaml"
+    path.write_text(config)
+    db = f"sqlite:///{tmp_path / 'events.db'}"
+    server_env = dict(os.environ) | {"WORKBENCH_EXPERIMENT": str(path),
+                                     "WORKBENCH_DB_URL": db} | (env or {})
+    server_env.pop("WORKBENCH_MODELS", None) if not env or "WORKBENCH_MODELS" not in env \
+        else None
+    server = bentoml_serve(["service:Experiment", "--working-dir",
+                            str(ROOT / "bentos" / "experiment")],
+                           env=server_env, log=tmp_path / "experiment.log")
+    return server, db

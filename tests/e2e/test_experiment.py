@@ -1,0 +1,228 @@
+"""The experiment gateway with real servers: gateway and Predictor in their own processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import httpx
+import numpy as np
+import pytest
+from scipy import stats
+
+from workbench import datasets, events
+from workbench.simulate import simulate
+
+from .conftest import serve_experiment
+
+pytestmark = pytest.mark.e2e
+ROWS = datasets.load("breast_cancer").X[:50].tolist()
+
+SPLIT = """
+name: e2e-split
+arms:
+  - {name: control, model: champion, weight: 0.5}
+  - {name: treatment, model: challenger, weight: 0.5}
+shadow: {name: shadow, model: challenger}
+metric: binary
+decision: {prob_best: 0.95, min_outcomes: 20}
+"""
+
+
+@pytest.fixture(scope="module")
+def split(champion, challenger, tmp_path_factory):
+    server, db = serve_experiment(SPLIT, tmp_path_factory.mktemp("split"))
+    yield server, db
+    server.stop()
+
+
+def _predict(url: str, unit: str, row=None, **extra) -> httpx.Response:
+    return httpx.post(url + "/predict", json={"unit": unit, "instances": [row or ROWS[0]]}
+                      | extra, timeout=30)
+
+
+def test_sticky_assignment_and_split(split):
+    server, _ = split
+    arms = {}
+    for i in range(300):
+        r = _predict(server.url, f"user-{i}", ROWS[i % 50])
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert {"request_id", "experiment", "arm", "model", "predictions"} <= set(body)
+        assert body["experiment"] == "e2e-split" and body["arm"] != "shadow"
+        arms[f"user-{i}"] = body["arm"]
+    for i in range(0, 300, 7):  # a unit keeps its arm
+        assert _predict(server.url, f"user-{i}").json()["arm"] == arms[f"user-{i}"]
+    counts = Counter(arms.values())
+    assert set(counts) == {"control", "treatment"}
+    assert stats.binomtest(counts["treatment"], 300, 0.5).pvalue > 0.001
+
+
+def test_shadow_is_logged_but_never_returned(split):
+    server, db = split
+    ids = [_predict(server.url, f"shadow-user-{i}").json()["request_id"] for i in range(20)]
+    eng = events.engine(db)
+    for _ in range(100):  # the log is written off the request path: wait for it
+        data = events.read(eng, "e2e-split")
+        shadows = set(data.parent_id[data.status == "shadow"])
+        if set(ids) <= shadows:
+            break
+        time.sleep(0.1)
+    assert set(ids) <= shadows
+    assert set(data.arm[data.status == "shadow"]) == {"shadow"}
+
+
+def test_feedback_unknown_duplicate_and_bad(split):
+    server, _ = split
+    rid = _predict(server.url, "fb-user").json()["request_id"]
+    first = httpx.post(server.url + "/feedback", json={"request_id": rid, "outcome": 1})
+    again = httpx.post(server.url + "/feedback", json={"request_id": rid, "outcome": 0})
+    assert first.json()["status"] == "recorded" and again.json()["status"] == "duplicate"
+    unknown = httpx.post(server.url + "/feedback", json={"request_id": "nope", "outcome": 1})
+    assert unknown.status_code == 404 and "unknown request_id" in unknown.json()["error"]
+    bad = httpx.post(server.url + "/feedback", json={"request_id": rid, "outcome": [None]})
+    assert bad.status_code == 400 and "invalid outcome" in bad.json()["error"]
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    ({"instances": [ROWS[0]]}, "Field required"),
+    ({"unit": "", "instances": [ROWS[0]]}, "unit must be"),
+    ({"unit": "u", "instances": [[1.0, 2.0]]}, "has 2 values"),
+    ({"unit": "u", "instances": [[float("nan")] * 30]}, "not a finite number"),
+    ({"unit": "u", "instances": []}, "instances is empty"),
+])
+def test_bad_requests_get_a_4xx_and_the_gateway_keeps_serving(split, payload, message):
+    server, _ = split
+    r = httpx.post(server.url + "/predict", content=json.dumps(payload),
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400 and message in json.dumps(r.json())
+    assert _predict(server.url, "after-bad").status_code == 200
+
+
+def test_read_outs_health_and_metadata(split):
+    server, _ = split
+    health = httpx.get(server.url + "/health/all")
+    assert health.status_code == 200
+    assert {a: v["ready"] for a, v in health.json()["arms"].items()} == {
+        "control": True, "treatment": True, "shadow": True}
+    meta = httpx.get(server.url + "/metadata").json()
+    assert len(meta["arms"]["control"]["features"]) == 30
+    exp = httpx.get(server.url + "/experiment").json()
+    assert exp["config"]["name"] == "e2e-split" and exp["weights"]["control"] == 0.5
+
+
+def test_simulator_then_analysis_from_the_cli(split, tmp_path):
+    server, db = split
+    out = subprocess.run([sys.executable, "-m", "workbench.cli", "simulate", "--url",
+                          server.url, "--duration", "6", "--rate", "25", "--users", "100",
+                          "--json"], capture_output=True, text=True, timeout=120, check=True)
+    summary = json.loads(out.stdout)
+    assert summary["ok"] > 50 and summary["errors"] == {} and summary["feedback"] == summary["ok"]
+    time.sleep(1)  # let the event writer flush
+    analysis = httpx.get(server.url + "/analysis").json()
+    assert {a["arm"] for a in analysis["arms"]} == {"control", "treatment"}
+    assert all(a["outcomes"] > 0 for a in analysis["arms"])
+    assert analysis["srm"] is not None
+    cli = subprocess.run([sys.executable, "-m", "workbench.cli", "analyze", "e2e-split",
+                          "--db", db, "--json"], capture_output=True, text=True,
+                         timeout=120, check=True)
+    readout = json.loads(cli.stdout)
+    assert {a["arm"]: a["outcomes"] for a in readout["arms"]} == {
+        a["arm"]: a["outcomes"] for a in analysis["arms"]}
+    assert readout["arms"][0]["arm"] == "control"  # the recorded config's control arm
+
+
+def test_batch_job(split):
+    server, _ = split
+    task = httpx.post(server.url + "/batch/submit", json={"instances": ROWS[:40]}).json()
+    for _ in range(300):
+        status = httpx.get(server.url + "/batch/status",
+                           params={"task_id": task["task_id"]}).json()
+        if status["status"] != "in_progress":
+            break
+        time.sleep(0.1)
+    assert status["status"] == "completed", status
+    result = httpx.get(server.url + "/batch/get", params={"task_id": task["task_id"]}).json()
+    assert result["rows"] == 40 and len(result["predictions"]) == 40
+
+
+def test_zz_sigterm_loses_nothing_accepted(split):
+    """N accepted predictions and N feedbacks, then SIGTERM: exactly N rows each."""
+    server, db = split
+    eng = events.engine(db)
+    before = events.read(eng, "e2e-split")
+    primary_before = int(np.sum(before.status != "shadow"))
+    outcomes_before = sum(o is not None for o, s in zip(before.outcome, before.status,
+                                                         strict=True) if s != "shadow")
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            async def one(i):
+                r = await http.post("/predict", json={"unit": f"durable-{i}",
+                                                      "instances": [ROWS[i % 50]]})
+                assert r.status_code == 200
+                f = await http.post("/feedback", json={"request_id": r.json()["request_id"],
+                                                       "outcome": i % 2})
+                assert f.status_code == 200
+            await asyncio.gather(*(one(i) for i in range(200)))
+
+    asyncio.run(burst())
+    assert server.stop(signal.SIGTERM) is not None
+    after = events.read(events.engine(db), "e2e-split")
+    primary = after.status != "shadow"
+    assert int(np.sum(primary)) - primary_before == 200
+    got = sum(o is not None for o, p in zip(after.outcome, primary, strict=True) if p)
+    assert got - outcomes_before == 200
+    assert "event log flushed and closed" in server.output()
+
+
+def test_fallback_when_an_arm_fails(champion, challenger, tmp_path):
+    config = """
+name: e2e-fallback
+arms:
+  - {name: control, model: champion, weight: 0.5}
+  - {name: broken, model: challenger, weight: 0.5}
+"""
+    # The Predictor serves only the champion, so every call for the broken arm fails.
+    server, db = serve_experiment(config, tmp_path, env={"WORKBENCH_MODELS": "champion"})
+    try:
+        bodies = [_predict(server.url, f"fb-{i}").json() for i in range(40)]
+        assert all(b["arm"] == "control" and b["predictions"] for b in bodies)
+        fell_back = [b for b in bodies if b.get("fallback_from") == "broken"]
+        assert 5 < len(fell_back) < 35
+        time.sleep(1)
+        data = events.read(events.engine(db), "e2e-fallback")
+        assert int(np.sum(data.status == "fallback")) == len(fell_back)
+        exp = httpx.get(server.url + "/experiment").json()
+        assert exp["counters"]["fallbacks"] == len(fell_back)
+        health = httpx.get(server.url + "/health/all")
+        assert health.status_code == 503 and health.json()["arms"]["broken"]["ready"] is False
+    finally:
+        server.stop()
+
+
+def test_bandit_shifts_traffic_to_the_better_arm(champion, challenger, tmp_path):
+    config = """
+name: e2e-bandit
+mode: bandit
+arms:
+  - {name: control, model: champion}
+  - {name: better, model: challenger}
+metric: binary
+bandit: {min_weight: 0.05, update_seconds: 1}
+"""
+    server, _ = serve_experiment(config, tmp_path)
+    try:
+        summary = asyncio.run(simulate(server.url, duration=20, rate=30, users=3000,
+                                       effects={"better": 0.6}, progress=False, seed=3))
+        assert summary.ok > 300 and not summary.errors
+        weights = httpx.get(server.url + "/experiment").json()["weights"]
+        assert weights["better"] > 0.8, weights
+        assert summary.arms["better"] > summary.arms["control"]
+    finally:
+        server.stop()
