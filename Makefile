@@ -14,7 +14,7 @@ export WORKBENCH_HOME ?= $(CURDIR)/.workbench
 export BENTOML_DO_NOT_TRACK := True
 DEMO_BENTOML_HOME ?= $(WORKBENCH_HOME)/bentoml
 
-.PHONY: help venv demo test lint lab clean
+.PHONY: help venv demo test lint lab clean system-deps
 
 help:
 	@echo "make demo   fit, store and serve a Bayesian model end to end (about 2 minutes)"
@@ -35,9 +35,22 @@ venv: $(STAMP)
 demo: venv
 	BENTOML_HOME=$(DEMO_BENTOML_HOME) $(BIN)/workbench demo
 	@echo
-	@echo "model store: export BENTOML_HOME=$(DEMO_BENTOML_HOME) to use it with workbench/bentoml"
+	@echo "model store: export BENTOML_HOME=$(DEMO_BENTOML_HOME) to use it with workbench/bentoml;"
+	@echo "event store: $(WORKBENCH_HOME)/events.db (workbench analyze EXPERIMENT)"
 
-test: venv
+# Debian packages some tests need, installed when missing and we are root (CI is);
+# otherwise those tests skip and say what to install.
+system-deps:
+	@need=""; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need="$$need postgresql"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$need"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	  else echo "missing Debian packages:$$need (apt-get install$$need); their tests will skip"; fi; \
+	fi
+
+test: venv system-deps
 	$(BIN)/python -m pytest
 
 lint: venv

@@ -18,7 +18,7 @@ with bentoml.importing():
     from workbench import config, events, gateway, serving, store
 
 ARGS = bentoml.use_arguments()
-_BUNDLED = getattr(ARGS, "experiment", None)
+_BUNDLED = getattr(ARGS, "experiment_config", None)
 CONFIG = config.load(os.environ.get("WORKBENCH_EXPERIMENT")
                      or (Path(__file__).parent / _BUNDLED if _BUNDLED else None))
 _REFS = ",".join(dict.fromkeys(CONFIG.models().values()))

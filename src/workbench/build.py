@@ -77,7 +77,7 @@ def build_experiment(config_path: str | None = None, *, version_: str | None = N
     text = Path(path).read_text() if path else yaml_dump(DEFAULT)
     return _build("experiment", name="experiment", args={
         "models": ",".join(f"{r}={t}" for r, t in resolved.items()),
-        "experiment": "experiment.yaml"},
+        "experiment_config": "experiment.yaml"},
         packages=requirements(extra=("sqlalchemy", "pyyaml", "scipy", "psycopg",
                                      "psycopg-binary")),
         labels={"workbench.experiment": config.name}, version_=version_,
@@ -102,8 +102,8 @@ def _build(source: str, *, name: str, args: dict[str, Any], packages: list[str],
         ctx = Path(tmp)
         shutil.copytree(src, ctx, dirs_exist_ok=True,  # symlinks are copied as files
                         ignore=shutil.ignore_patterns("__pycache__"))
-        for name, text in (files or {}).items():
-            (ctx / name).write_text(text)
+        for filename, text in (files or {}).items():
+            (ctx / filename).write_text(text)
         shutil.copytree(Path(workbench.__file__).parent, ctx / "workbench",
                         ignore=shutil.ignore_patterns("__pycache__", "bentos"))
         bento = bentoml.bentos.build(

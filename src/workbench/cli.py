@@ -326,6 +326,30 @@ def build_experiment(config_path: str | None, version_: str | None) -> None:
     click.echo(_build(config_path, version_=version_))
 
 
+@main.command()
+@click.argument("bento", type=click.Choice(["predictor", "experiment"]))
+@click.option("--port", default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Loopback unless told otherwise.")
+@click.option("--model", "models", multiple=True, help="predictor: models to serve.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="experiment: the experiment YAML.")
+def serve(bento: str, port: int, host: str, models: tuple[str, ...],
+          config_path: str | None) -> None:
+    """Serve a bento from source with `bentoml serve` (Ctrl+C stops it)."""
+    from workbench.build import bentos_dir
+
+    env = dict(os.environ)
+    if config_path:
+        env["WORKBENCH_EXPERIMENT"] = os.path.abspath(config_path)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "bentoml"), "serve",
+           f"service:{bento.capitalize()}", "--working-dir", str(bentos_dir() / bento),
+           "--host", host, "--port", str(port)]
+    if models:
+        cmd += ["--arg", "models=" + ",".join(models)]
+    os.execve(cmd[0], cmd, env)
+
+
 # -- experiments -------------------------------------------------------------------------
 
 @main.command()
@@ -416,7 +440,8 @@ def print_readout(readout: dict[str, Any]) -> None:
         ci = f"{fmt(a['mean'])} [{fmt(a['interval'][0])}, {fmt(a['interval'][1])}]" \
             if a["interval"] else "-"
         lift = a["lift"]
-        lift_s = (f"{lift['mean']:+.2%} [{lift['lo']:+.2%}, {lift['hi']:+.2%}]"
+        spec = "+.2%" if lift and lift.get("relative") else "+.4f"
+        lift_s = (f"{lift['mean']:{spec}} [{lift['lo']:{spec}}, {lift['hi']:{spec}}]"
                   if lift else ("control" if a["is_control"] else "-"))
         table.add_row(a["arm"], str(a["predictions"]), str(a["outcomes"]), ci,
                       fmt(a["prob_best"], ".3f"), fmt(a["expected_loss"], ".4g"), lift_s)
@@ -437,16 +462,20 @@ def print_readout(readout: dict[str, Any]) -> None:
 @click.option("--samples", default=1000, show_default=True)
 @click.option("--warmup", default=500, show_default=True)
 @click.option("--chains", default=2, show_default=True)
+@click.option("--traffic-seconds", default=20.0, show_default=True)
+@click.option("--port", type=int, help="Serve the experiment on this port (default: free).")
 @_friendly
-def demo(samples: int, warmup: int, chains: int) -> None:
+def demo(samples: int, warmup: int, chains: int, traffic_seconds: float,
+         port: int | None) -> None:
     """Everything, from nothing, on this machine (see the README)."""
     import numpyro
 
     numpyro.set_host_device_count(min(chains, os.cpu_count() or 1))
     from workbench import demo as _demo
 
-    made = _demo.run(samples=samples, warmup=warmup, chains=chains, console=_console())
-    click.echo(made["champion"])
+    made = _demo.run(samples=samples, warmup=warmup, chains=chains, port=port,
+                     traffic_seconds=traffic_seconds, console=_console())
+    click.echo(made["experiment"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,13 +1,25 @@
 """``workbench demo``: the whole path on this machine, from nothing.
 
-Fits a logistic regression on scikit-learn's breast-cancer data, prints its diagnostics,
-aliases it ``champion``, and predicts a few held-out rows with their intervals. Each step
-says what it does; the last line of standard output is the champion's tag.
+1. fit a logistic regression on scikit-learn's breast-cancer data (the champion) and a
+   more strongly regularised one (the challenger); print their diagnostics;
+2. store both in BentoML's model store and alias them;
+3. predict a few held-out rows locally, with their credible intervals;
+4. build the experiment bento (gateway + Predictor + both models) and serve it;
+5. send simulated traffic with outcome feedback, and print the Bayesian read-out.
+
+Each step says what it does; the last line of standard output is the experiment's URL
+(the server is stopped at the end unless ``keep_serving``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -15,42 +27,45 @@ from rich.table import Table
 
 
 def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 5,
-        console: Console | None = None) -> dict[str, Any]:
-    """Run the demo; returns what it made (tags, predictions)."""
+        traffic_seconds: float = 20.0, rate: float = 25.0, port: int | None = None,
+        keep_serving: bool = False, console: Console | None = None) -> dict[str, Any]:
+    """Run the demo; returns what it made (tags, the bento, the read-out)."""
     from workbench import datasets, store
     from workbench.fit import SamplerConfig, fit
     from workbench.predict import Predictor
 
     console = console or Console(highlight=False)
-    step = _stepper(console)
 
-    step("1/3 fit", "logistic regression on breast_cancer with NUTS "
-         f"({chains} chains x {warmup} warmup + {samples} draws)")
+    def step(title: str, what: str) -> None:
+        console.print(f"[bold cyan]{title}[/] {what}")
+
     data = datasets.load("breast_cancer")
-    started = time.perf_counter()
-    posterior = fit("logistic", data, name="demo-logistic",
-                    config=SamplerConfig(warmup=warmup, samples=samples, chains=chains))
-    d = posterior.diagnostics
-    console.print(f"    done in {time.perf_counter() - started:.0f}s: max R-hat "
-                  f"{d['max_rhat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, min tail ESS "
-                  f"{d['min_ess_tail']:.0f}, {d['divergences']} divergences -> "
-                  + ("[green]ok[/]" if d["ok"] else "[red]FAILED: " + "; ".join(d["failures"])
-                     + "[/]"))
-    console.print(f"    held-out accuracy {posterior.scores['accuracy']:.3f}, log predictive "
-                  f"density {posterior.scores['lpd']:.3f} per row")
+    tags = {}
+    for i, (alias, options) in enumerate((("champion", {}),
+                                          ("challenger", {"prior_scale": 0.3}))):
+        step(f"{i + 1}/6 fit", f"{alias}: logistic regression {options or ''} on "
+             f"breast_cancer with NUTS ({chains} chains x {warmup} warmup + {samples} draws)")
+        started = time.perf_counter()
+        posterior = fit("logistic", data, name=f"demo-{alias}", options=options,
+                        config=SamplerConfig(warmup=warmup, samples=samples, chains=chains,
+                                             seed=i))
+        d = posterior.diagnostics
+        console.print(f"    done in {time.perf_counter() - started:.0f}s: max R-hat "
+                      f"{d['max_rhat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, min tail ESS "
+                      f"{d['min_ess_tail']:.0f}, {d['divergences']} divergences -> "
+                      + ("[green]ok[/]" if d["ok"] else "[red]FAILED: "
+                         + "; ".join(d["failures"]) + "[/]"))
+        console.print(f"    held-out accuracy {posterior.scores['accuracy']:.3f}, log "
+                      f"predictive density {posterior.scores['lpd']:.3f} per row")
+        tags[alias] = store.save(posterior)
+        store.set_alias(alias, tags[alias], force=not d["ok"])
+        console.print(f"    stored {tags[alias]} as {alias} (model store: {store.home()})")
 
-    step("2/3 store", f"save to BentoML's model store at {store.home()} and alias it champion")
-    tag = store.save(posterior)
-    store.set_alias("champion", tag, force=not d["ok"])
-    console.print(f"    {tag}  (champion)")
-
-    step("3/3 predict", f"the {rows} least certain of the held-out rows, with 90% credible "
-         "intervals")
+    step("3/6 predict", f"the {rows} least certain held-out rows, with 90% credible intervals")
     _, test = datasets.split(data, seed=0)
     predictor = Predictor(store.get("champion"))
     predictor.warmup()
-    pred = predictor.predict(test.X.astype("float32"))
-    records = pred.records()
+    records = predictor.predict(test.X.astype("float32")).records()
     shown = sorted(range(len(records)), key=lambda i: -records[i]["std"])[:rows]
     table = Table("held-out row", "true", "predicted", "P(benign)", "90% interval", "std")
     for i in shown:
@@ -59,10 +74,71 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
         table.add_row(str(i), data.target_names[int(test.y[i])], r["label"], f"{r['mean']:.3f}",
                       f"[{lo:.3f}, {hi:.3f}]", f"{r['std']:.3f}")
     console.print(table)
-    return {"champion": tag, "predictions": [records[i] for i in shown]}
+
+    experiment = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    config_path = Path(os.environ.get("WORKBENCH_HOME") or tempfile.gettempdir()) \
+        / "demo-experiment.yaml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(
+        f"name: {experiment}\narms:\n  - {{name: champion, model: champion, weight: 0.5}}\n"
+        "  - {name: challenger, model: challenger, weight: 0.5}\nmetric: log_score\n"
+        "decision: {prob_best: 0.95, min_outcomes: 100}\n")
+    step("4/6 build", f"the experiment bento (gateway + Predictor + both models), {experiment}")
+    from workbench.build import build_experiment
+
+    bento = build_experiment(str(config_path))
+    console.print(f"    {bento}")
+
+    step("5/6 serve", f"bentoml serve {bento}")
+    server, url = _serve(bento, port)
+    try:
+        console.print(f"    ready at {url}")
+        step("6/6 experiment", f"{traffic_seconds:.0f}s of simulated traffic ({rate:.0f} req/s) "
+             "with outcome feedback, then the Bayesian read-out (metric: each model's log "
+             "score on the observed outcomes)")
+        from workbench.simulate import simulate
+
+        summary = asyncio.run(simulate(url, duration=traffic_seconds, rate=rate,
+                                       progress=console.is_terminal))
+        s = summary.to_dict()
+        console.print(f"    sent {s['sent']}, ok {s['ok']}, errors {s['errors'] or 0}, "
+                      f"feedback {s['feedback']}; latency p50 {s['latency_ms']['p50']:.1f} ms, "
+                      f"p99 {s['latency_ms']['p99']:.1f} ms")
+        import httpx
+
+        time.sleep(0.5)  # the event log flushes off the request path
+        readout = httpx.get(url + "/analysis", timeout=60).json()
+        from workbench.cli import print_readout
+
+        print_readout(readout)
+    finally:
+        if not keep_serving:
+            server.terminate()
+            server.wait(60)
+    return {"tags": tags, "bento": bento, "experiment": experiment, "url": url,
+            "readout": readout, "server": server}
 
 
-def _stepper(console: Console) -> Any:
-    def step(title: str, what: str) -> None:
-        console.print(f"[bold cyan]{title}[/] {what}")
-    return step
+def _serve(bento: str, port: int | None) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    from workbench.serving import free_port
+
+    port = port or free_port()
+    log = open(Path(tempfile.gettempdir()) / f"workbench-demo-{port}.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "bentoml"), "serve", bento, "--host", "127.0.0.1",
+         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited; see {log.name}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.terminate()
+    raise TimeoutError(f"the server was not ready in 180s; see {log.name}")

@@ -40,7 +40,7 @@ class ArmReadout:
     interval: tuple[float, float] | None  # 90% credible interval of the metric
     prob_best: float | None
     expected_loss: float | None
-    lift: dict[str, float] | None  # over control: mean, lo, hi (relative for rates/means)
+    lift: dict[str, Any] | None  # over control: mean, lo, hi, relative (for rates/means)
     is_control: bool = False
     weight: float | None = None
     density: dict[str, list[float]] | None = None  # the posterior's density, for plots
@@ -95,7 +95,7 @@ def lift(draws: np.ndarray, control: int, *, relative: bool) -> list[dict[str, f
     c = draws[:, [control]]
     diff = (draws - c) / np.abs(c) if relative else draws - c
     lo, hi = np.quantile(diff, [0.05, 0.95], axis=0)
-    return [{"mean": float(m), "lo": float(a), "hi": float(b)}
+    return [{"mean": float(m), "lo": float(a), "hi": float(b), "relative": relative}
             for m, a, b in zip(diff.mean(axis=0), lo, hi, strict=True)]
 
 

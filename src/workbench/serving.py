@@ -50,6 +50,15 @@ MAX_ROWS = int(os.environ.get("WORKBENCH_MAX_ROWS", "1024"))
 MAX_BODY_BYTES = int(os.environ.get("WORKBENCH_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
 
 
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def model_refs(spec: str | None) -> dict[str, str]:
     """Which models a Predictor serves: ``{ref: tag}``, the first being the default.
 
