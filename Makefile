@@ -17,7 +17,7 @@ DEMO_BENTOML_HOME ?= $(WORKBENCH_HOME)/bentoml
 .PHONY: help venv demo test lint lab clean system-deps
 
 help:
-	@echo "make demo   fit, store and serve a Bayesian model end to end (about 2 minutes)"
+	@echo "make demo   fit, store, serve and A/B test two Bayesian models; ends on the dashboard"
 	@echo "make test   the whole test suite (real servers, real databases, real browser)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove .venv, .tools and the demo's state"
@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 venv: $(STAMP)
 
 demo: venv
-	BENTOML_HOME=$(DEMO_BENTOML_HOME) $(BIN)/workbench demo
+	BENTOML_HOME=$(DEMO_BENTOML_HOME) $(BIN)/workbench demo --dashboard
 	@echo
 	@echo "model store: export BENTOML_HOME=$(DEMO_BENTOML_HOME) to use it with workbench/bentoml;"
 	@echo "event store: $(WORKBENCH_HOME)/events.db (workbench analyze EXPERIMENT)"
@@ -43,6 +43,7 @@ demo: venv
 system-deps:
 	@need=""; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need="$$need postgresql"; \
+	command -v chromium >/dev/null || need="$$need chromium"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$need"; \

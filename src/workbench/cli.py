@@ -350,6 +350,21 @@ def serve(bento: str, port: int, host: str, models: tuple[str, ...],
     os.execve(cmd[0], cmd, env)
 
 
+@main.command()
+@click.option("--port", default=5006, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Loopback unless told otherwise.")
+@click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or SQLite).")
+def dashboard(port: int, host: str, db_url: str | None) -> None:
+    """Serve the Panel dashboard (Experiments, Latency, Uncertainty, Models)."""
+    from workbench.dashboard import serve_command
+
+    env = dict(os.environ) | ({"WORKBENCH_DB_URL": db_url} if db_url else {})
+    cmd = serve_command(port, host)
+    click.echo(f"dashboard: http://{host}:{port}/workbench", err=True)
+    os.execve(cmd[0], cmd, env)
+
+
 # -- experiments -------------------------------------------------------------------------
 
 @main.command()
@@ -464,9 +479,11 @@ def print_readout(readout: dict[str, Any]) -> None:
 @click.option("--chains", default=2, show_default=True)
 @click.option("--traffic-seconds", default=20.0, show_default=True)
 @click.option("--port", type=int, help="Serve the experiment on this port (default: free).")
+@click.option("--dashboard/--no-dashboard", default=False, show_default=True,
+              help="End with the dashboard open on the live experiment (until Ctrl+C).")
 @_friendly
 def demo(samples: int, warmup: int, chains: int, traffic_seconds: float,
-         port: int | None) -> None:
+         port: int | None, dashboard: bool) -> None:
     """Everything, from nothing, on this machine (see the README)."""
     import numpyro
 
@@ -474,7 +491,10 @@ def demo(samples: int, warmup: int, chains: int, traffic_seconds: float,
     from workbench import demo as _demo
 
     made = _demo.run(samples=samples, warmup=warmup, chains=chains, port=port,
-                     traffic_seconds=traffic_seconds, console=_console())
+                     traffic_seconds=traffic_seconds, console=_console(),
+                     keep_serving=dashboard)
+    if dashboard:
+        _demo.live_dashboard(made, console=_console())
     click.echo(made["experiment"])
 
 

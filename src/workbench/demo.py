@@ -142,3 +142,38 @@ def _serve(bento: str, port: int | None) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.5)
     process.terminate()
     raise TimeoutError(f"the server was not ready in 180s; see {log.name}")
+
+
+def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
+                   rate: float = 5.0) -> None:
+    """Keep the experiment live (a trickle of simulated traffic) and the dashboard open on
+    it, printing its URL, until Ctrl+C; then stop everything."""
+    from workbench.dashboard import serve_command
+    from workbench.serving import free_port
+
+    port = port if _port_free(port) else free_port()
+    dash = subprocess.Popen(serve_command(port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    traffic = subprocess.Popen([sys.executable, "-m", "workbench.cli", "simulate", "--url",
+                                made["url"], "--duration", "86400", "--rate", str(rate),
+                                "--json"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    console.print(f"[bold green]dashboard[/] http://127.0.0.1:{port}/workbench  (experiment "
+                  f"{made['experiment']} at {made['url']}, live traffic at {rate:.0f} req/s; "
+                  "Ctrl+C stops it all)")
+    try:
+        dash.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in (traffic, dash, made["server"]):
+            process.terminate()
+        for process in (traffic, dash, made["server"]):
+            process.wait(60)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0

@@ -1,0 +1,409 @@
+"""The Panel dashboard: experiments, latency, uncertainty and the model registry, live.
+
+Everything it shows comes from ``workbench`` (the event store through
+:mod:`workbench.events`, models through :mod:`workbench.store`); there is no SQL here.
+``dashboards/workbench.py`` serves :class:`Dashboard`; the data functions below are pure
+and tested without a browser.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from workbench import events, experiments, store
+from workbench.config import ExperimentConfig, parse
+
+REFRESH_SECONDS = float(os.environ.get("WORKBENCH_DASHBOARD_REFRESH", "5"))
+
+# ArviZ takes seconds to import; start now so the Models tab does not wait for it.
+threading.Thread(target=importlib.import_module, args=("arviz",), daemon=True).start()
+
+
+# -- data (pure) ---------------------------------------------------------------------------
+
+def config_for(eng: Any, name: str, data: events.Events) -> ExperimentConfig:
+    """The experiment's recorded config, or one inferred from its events."""
+    stored = events.load_config(eng, name)
+    if stored:
+        return parse(stored, source=f"config of {name!r}")
+    arms = list(dict.fromkeys(a for a, s in zip(data.arm, data.status, strict=True)
+                              if s != "shadow")) or ["a", "b"]
+    arms = arms if len(arms) > 1 else [*arms, "other"]
+    return parse({"name": name, "arms": [{"name": a, "model": a} for a in arms]})
+
+
+def traffic(readout: dict[str, Any], config: ExperimentConfig) -> pd.DataFrame:
+    """Planned against realised traffic per arm."""
+    total = sum(a["predictions"] for a in readout["arms"]) or 1
+    return pd.DataFrame([{"arm": a["arm"], "planned": config.weights[a["arm"]],
+                          "live weight": a["weight"], "realised": a["predictions"] / total,
+                          "predictions": a["predictions"], "outcomes": a["outcomes"]}
+                         for a in readout["arms"]])
+
+
+def summary_table(readout: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for a in readout["arms"]:
+        lift = a["lift"] or {}
+        rows.append({"arm": a["arm"], "control": a["is_control"], "mean": a["mean"],
+                     "90% low": (a["interval"] or [None, None])[0],
+                     "90% high": (a["interval"] or [None, None])[1],
+                     "P(best)": a["prob_best"], "expected loss": a["expected_loss"],
+                     "lift": lift.get("mean"), "lift low": lift.get("lo"),
+                     "lift high": lift.get("hi")})
+    return pd.DataFrame(rows)
+
+
+def densities(readout: dict[str, Any]) -> pd.DataFrame:
+    """The posterior density of the metric per arm, long format (x, density, arm)."""
+    frames = [pd.DataFrame({"x": a["density"]["x"], "density": a["density"]["y"],
+                            "arm": a["arm"]}) for a in readout["arms"] if a["density"]]
+    return pd.concat(frames) if frames else pd.DataFrame(columns=["x", "density", "arm"])
+
+
+def evolution(data: events.Events, config: ExperimentConfig, points: int = 8) -> pd.DataFrame:
+    """P(best) and expected loss per arm as the experiment went on (cumulative)."""
+    primary = data.mask(np.isin(data.arm, [a.name for a in config.arms])
+                        & (data.status == "ok"))
+    if len(primary) < 2:
+        return pd.DataFrame(columns=["time", "arm", "P(best)", "expected loss"])
+    rows = []
+    for cut in np.linspace(primary.ts.min(), primary.ts.max(), points + 1)[1:]:
+        part = primary.mask(primary.ts <= cut)
+        draws, counts = experiments.metric_draws(part, config, samples=2000)
+        if min(counts) == 0:
+            continue
+        higher = config.metric != "brier"
+        prob = experiments.prob_best(draws, higher_is_better=higher)
+        loss = experiments.expected_loss(draws, higher_is_better=higher)
+        for k, arm in enumerate(config.arms):
+            rows.append({"time": pd.Timestamp(cut, unit="s"), "arm": arm.name,
+                         "P(best)": float(prob[k]), "expected loss": float(loss[k])})
+    return pd.DataFrame(rows, columns=["time", "arm", "P(best)", "expected loss"])
+
+
+def latency(data: events.Events, bins: int = 20) -> pd.DataFrame:
+    """Per time bin and arm (and model): p50, p95, p99 latency, requests and fallbacks."""
+    if not len(data):
+        return pd.DataFrame(columns=["time", "arm", "model", "p50", "p95", "p99", "requests",
+                                     "errors"])
+    frame = pd.DataFrame({"ts": data.ts, "arm": data.arm, "model": data.model_tag,
+                          "latency_ms": data.latency_ms, "error": data.status == "fallback"})
+    edges = np.linspace(frame.ts.min(), frame.ts.max() + 1e-6, bins + 1)
+    frame["time"] = pd.to_datetime(edges[np.clip(np.digitize(frame.ts, edges) - 1, 0, bins - 1)],
+                                   unit="s")
+    out = frame.groupby(["time", "arm", "model"]).agg(
+        p50=("latency_ms", lambda s: s.quantile(0.5)),
+        p95=("latency_ms", lambda s: s.quantile(0.95)),
+        p99=("latency_ms", lambda s: s.quantile(0.99)),
+        requests=("latency_ms", "size"), errors=("error", "sum")).reset_index()
+    return out
+
+
+def widths(data: events.Events) -> pd.DataFrame:
+    """Every served interval's width, per arm."""
+    rows = [{"arm": arm, "width": r["interval"][1] - r["interval"][0]}
+            for arm, summary in zip(data.arm, data.summary, strict=True) for r in summary or []
+            if "interval" in r]
+    return pd.DataFrame(rows, columns=["arm", "width"])
+
+
+def models_table() -> pd.DataFrame:
+    return pd.DataFrame([{"tag": m.tag, "model": m.model, "kind": m.kind, "created": m.created,
+                          "aliases": ", ".join(m.aliases),
+                          "diagnostics": "ok" if m.diagnostics_ok else "FAILED",
+                          "max R-hat": m.metadata.get("max_rhat"),
+                          "min ESS": m.metadata.get("min_ess_bulk"),
+                          "divergences": m.metadata.get("divergences")}
+                         for m in store.list_models()])
+
+
+# -- the app -------------------------------------------------------------------------------
+
+def _empty(text: str) -> pn.pane.Alert:
+    return pn.pane.Alert(text, alert_type="info", sizing_mode="stretch_width")
+
+
+class Dashboard(pn.viewable.Viewer):
+    """Tabs for Experiments, Latency, Uncertainty and Models, refreshed every few seconds."""
+
+    experiment = param.Selector(objects=[], doc="The experiment shown")
+    model_tag = param.Selector(objects=[], doc="The model version shown")
+    refresh_seconds = param.Number(default=REFRESH_SECONDS, bounds=(0.5, None))
+    version = param.Integer(default=0, doc="Bumped on every refresh")
+
+    def __init__(self, db_url: str | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        self.engine = events.engine(db_url)
+        self.status = pn.pane.Markdown("", name="status")
+        self.confirm = pn.Row()
+        self.promote = pn.widgets.Button(label="Promote to champion", button_type="primary")
+        self.rollback = pn.widgets.Button(label="Roll back champion", button_type="warning")
+        self.promote.on_click(lambda _: self._ask(f"Point champion at {self.model_tag}?",
+                                                  self._promote))
+        self.rollback.on_click(lambda _: self._ask(
+            "Point champion back at its previous target?", self._rollback))
+        self.refresh()
+
+    # -- state --
+
+    def refresh(self) -> None:
+        """Re-read the stores; re-render only when something changed (cheap when idle)."""
+        names = events.experiments(self.engine)
+        self.param.experiment.objects = names
+        if names and self.experiment not in names:
+            self.experiment = names[-1]
+        models = store.list_models()
+        tags = [m.tag for m in models]
+        self.param.model_tag.objects = tags
+        if tags and self.model_tag not in tags:
+            self.model_tag = tags[0]
+        signature = (names, [(m.tag, m.aliases) for m in models],
+                     events.counts(self.engine, self.experiment) if self.experiment else {})
+        if signature != getattr(self, "_signature", None):
+            self._signature = signature
+            self.updated = time.strftime("%H:%M:%S")
+            self.version += 1
+
+    def _data(self) -> tuple[events.Events, ExperimentConfig, dict[str, Any]] | None:
+        if not self.experiment:
+            return None
+        data = events.read(self.engine, self.experiment)
+        config = config_for(self.engine, self.experiment, data)
+        names = [a.name for a in config.arms]
+        scored = data.mask(np.isin(data.arm, names) & (data.status == "ok"))
+        readout = experiments.analyze(scored, config, samples=4000).to_dict()
+        return data, config, readout
+
+    # -- tabs --
+
+    @param.depends("experiment", "version")
+    def experiments_tab(self) -> pn.viewable.Viewable:
+        import hvplot.pandas  # noqa: F401
+
+        loaded = self._data()
+        if loaded is None:
+            return _empty("No experiments in the event store yet. Serve the experiment "
+                          "gateway and send traffic (`make demo` does both).")
+        data, config, readout = loaded
+        d = readout["decision"]
+        srm = readout["srm"]
+        alerts = [pn.pane.Alert(f"**Decision: {d['winner'] or d['status']}** ({d['reason']})",
+                                alert_type="success" if d["winner"] else "secondary")]
+        if srm and srm["mismatch"]:
+            alerts.append(pn.pane.Alert(f"**Sample ratio mismatch**: chi-square p = "
+                                        f"{srm['p_value']:.2g}; the split does not follow the "
+                                        "weights, so the read-out is suspect.",
+                                        alert_type="danger"))
+        dens = densities(readout)
+        posterior = (dens.hvplot.line(x="x", y="density", by="arm", height=280, responsive=True,
+                                      title=f"posterior of the metric ({readout['metric']})")
+                     if len(dens) else _empty("No outcomes yet: the posteriors appear once "
+                                              "feedback arrives."))
+        evo = evolution(data, config)
+        over_time = (evo.hvplot.line(x="time", y="P(best)", by="arm", height=250,
+                                     responsive=True, ylim=(0, 1), title="P(best) over time")
+                     if len(evo) else _empty("Not enough outcomes for a history yet."))
+        counts = pn.pane.Markdown(f"**{int(np.sum(data.status != 'shadow'))} predictions**, "
+                                  f"{sum(o is not None for o in data.outcome)} outcomes; "
+                                  f"updated {self.updated}", name="experiment-counts")
+        return pn.Column(
+            counts, *alerts,
+            pn.Row(pn.Column("### Traffic: planned vs realised",
+                             pn.widgets.Tabulator(traffic(readout, config), disabled=True,
+                                                  show_index=False, sizing_mode="stretch_width")),
+                   pn.Column("### Read-out",
+                             pn.widgets.Tabulator(summary_table(readout), disabled=True,
+                                                  show_index=False, sizing_mode="stretch_width"))),
+            posterior, over_time, sizing_mode="stretch_width")
+
+    @param.depends("experiment", "version")
+    def latency_tab(self) -> pn.viewable.Viewable:
+        import hvplot.pandas  # noqa: F401
+
+        if not self.experiment:
+            return _empty("No requests logged yet.")
+        data = events.read(self.engine, self.experiment)
+        frame = latency(data)
+        if not len(frame):
+            return _empty("No requests logged yet.")
+        raw = pd.DataFrame({"latency_ms": data.latency_ms, "arm": data.arm})
+        return pn.Column(
+            frame.hvplot.line(x="time", y=["p50", "p95", "p99"], by="arm", height=260,
+                              responsive=True, ylabel="ms", title="latency percentiles by arm"),
+            raw.hvplot.hist("latency_ms", by="arm", bins=40, alpha=0.6, height=240,
+                            responsive=True, title="latency histogram"),
+            frame.groupby("time")[["requests", "errors"]].sum().reset_index().hvplot.line(
+                x="time", y=["requests", "errors"], height=220, responsive=True,
+                title="requests and fallbacks per time bin"),
+            sizing_mode="stretch_width")
+
+    @param.depends("experiment", "version")
+    def uncertainty_tab(self) -> pn.viewable.Viewable:
+        import hvplot.pandas  # noqa: F401
+
+        parts: list[Any] = []
+        if self.experiment:
+            data = events.read(self.engine, self.experiment)
+            w = widths(data)
+            if len(w):
+                parts.append(w.hvplot.hist("width", by="arm", bins=30, alpha=0.6, height=240,
+                                           responsive=True, title="served interval widths"))
+            readout = self._data()[2] if len(data) else None
+            if readout and readout["reliability"]:
+                rel = pd.concat([pd.DataFrame(v).assign(arm=k)
+                                 for k, v in readout["reliability"].items()])
+                diag = pd.DataFrame({"predicted": [0, 1], "observed": [0, 1]})
+                parts.append(rel.hvplot.line(x="predicted", y="observed", by="arm",
+                                              height=260, responsive=True,
+                                              title="reliability against feedback")
+                              * diag.hvplot.line(x="predicted", y="observed", color="grey",
+                                                 line_dash="dashed"))
+            if readout and readout["coverage"]:
+                parts.append(pn.pane.Markdown("**Interval coverage**: " + ", ".join(
+                    f"{a}: {c['coverage']:.1%} of {c['rows']}"
+                    for a, c in readout["coverage"].items())))
+        if not parts:
+            parts.append(_empty("No served intervals with feedback yet."))
+        return pn.Column(*parts, sizing_mode="stretch_width")
+
+    @param.depends("model_tag")
+    def whatif_panel(self) -> pn.viewable.Viewable:
+        if not self.model_tag:
+            return _empty("No models in the store: `workbench train` one.")
+        posterior = store.get(self.model_tag)
+        from workbench.predict import Predictor
+
+        predictor = Predictor(posterior, buckets=(1,))
+        sliders = []
+        for i, name in enumerate(posterior.feature_names[:12]):
+            loc, scale = float(posterior.x_loc[i]), float(posterior.x_scale[i] or 1.0)
+            sliders.append(pn.widgets.FloatSlider(label=name, start=loc - 3 * scale,
+                                                  end=loc + 3 * scale, value=loc,
+                                                  step=scale / 20))
+        hidden = len(posterior.feature_names) - len(sliders)
+
+        def draw(*values: float) -> pn.viewable.Viewable:
+            import hvplot.pandas  # noqa: F401
+
+            row = np.asarray(posterior.x_loc, np.float32).copy()
+            row[: len(values)] = values
+            pred = predictor.predict(row[None, :], draws=predictor.max_draws)
+            d = pd.DataFrame({"draw": pred.draws[0]})
+            stats = pn.pane.Markdown(f"mean **{pred.mean[0]:.4f}**, std {pred.std[0]:.4f}, "
+                                     f"90% interval [{pred.lower[0]:.4f}, "
+                                     f"{pred.upper[0]:.4f}]", name="whatif-stats")
+            return pn.Column(stats, d.hvplot.hist("draw", bins=30, height=240, responsive=True,
+                                                  title="posterior predictive draws"))
+
+        note = f" ({hidden} more features held at their training mean)" if hidden else ""
+        return pn.Column(f"### What if: {self.model_tag}{note}",
+                         pn.Row(pn.Column(*sliders, width=320),
+                                pn.bind(draw, *sliders), sizing_mode="stretch_width"),
+                         sizing_mode="stretch_width")
+
+    @param.depends("model_tag", "version")
+    def models_view(self) -> pn.viewable.Viewable:
+        table = models_table()
+        if not len(table):
+            return _empty("No models in the store yet: `workbench train logistic --dataset "
+                          "breast_cancer --alias champion`.")
+        return pn.widgets.Tabulator(table, disabled=True, show_index=False,
+                                    sizing_mode="stretch_width")
+
+    @param.depends("model_tag")
+    def model_plots(self) -> pn.viewable.Viewable:
+        return self._arviz(self.model_tag)
+
+    @staticmethod
+    @pn.cache(max_items=8)
+    def _arviz(tag: str | None) -> pn.viewable.Viewable:
+        if not tag:
+            return _empty("Select a model.")
+        import arviz as az
+
+        idata = store.get(tag).to_inference_data()
+        var_names = [v for v in idata.posterior.data_vars][:3]
+        # Explicit hex colours: ArviZ's defaults are RGB float tuples, which Bokeh 3 refuses.
+        forest = az.plot_forest(idata, var_names=var_names, combined=True, backend="bokeh",
+                                show=False, figsize=(6, 6), colors="#1f77b4")
+        rank = az.plot_rank(idata, var_names=var_names[:1], backend="bokeh", show=False,
+                            colors=["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"])
+        return pn.Row(pn.pane.Bokeh(_first(forest)), pn.pane.Bokeh(_first(rank)))
+
+    # -- actions --
+
+    def _ask(self, question: str, action: Any) -> None:
+        yes = pn.widgets.Button(label="Confirm", button_type="danger")
+        no = pn.widgets.Button(label="Cancel")
+
+        def done(_: Any, do: bool) -> None:
+            self.confirm.objects = []
+            if do:
+                try:
+                    self.status.object = action()
+                except Exception as exc:  # shown to the user, not a traceback
+                    self.status.object = f"**Refused:** {getattr(exc, 'message', exc)}"
+                self.refresh()
+
+        yes.on_click(lambda e: done(e, True))
+        no.on_click(lambda e: done(e, False))
+        self.confirm.objects = [pn.pane.Markdown(f"**{question}**"), yes, no]
+
+    def _promote(self) -> str:
+        tag = store.set_alias("champion", self.model_tag)
+        return f"champion -> {tag}"
+
+    def _rollback(self) -> str:
+        return f"champion rolled back -> {store.rollback('champion')}"
+
+    # -- layout --
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.add_periodic_callback(self.refresh, period=int(self.refresh_seconds * 1000))
+        controls = pn.Row(pn.widgets.Select.from_param(self.param.experiment, name="experiment"),
+                          pn.widgets.Select.from_param(self.param.model_tag, name="model"))
+        # Widgets that keep state (sliders, buttons, the confirmation) are placed once;
+        # only the views that depend on the data re-render.
+        uncertainty = pn.Column(self.uncertainty_tab, self.whatif_panel,
+                                sizing_mode="stretch_width")
+        models = pn.Column(self.models_view, pn.Row(self.promote, self.rollback),
+                           self.confirm, self.status, self.model_plots,
+                           sizing_mode="stretch_width")
+        return pn.Column(
+            controls,
+            pn.Tabs(("Experiments", self.experiments_tab), ("Latency", self.latency_tab),
+                    ("Uncertainty", uncertainty), ("Models", models),
+                    dynamic=True, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width")
+
+
+def serve_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """``panel serve dashboards/workbench.py`` on ``host:port`` (loopback by default)."""
+    import sys
+    from pathlib import Path
+
+    from workbench.build import bentos_dir
+
+    app = bentos_dir().parent / "dashboards" / "workbench.py"
+    return [str(Path(sys.executable).parent / "panel"), "serve", str(app), "--address", host,
+            "--port", str(port), "--allow-websocket-origin", f"{host}:{port}"]
+
+
+def _first(plot: Any) -> Any:
+    """ArviZ's Bokeh backend returns a figure or an array of figures (a grid)."""
+    from bokeh.layouts import gridplot
+
+    if isinstance(plot, np.ndarray):
+        return gridplot(plot.tolist()) if plot.ndim == 2 else gridplot([plot.tolist()])
+    return plot

@@ -1,0 +1,184 @@
+"""The dashboard in a real Chromium (Debian's), driven by Playwright, with no internet.
+
+Screenshots of each tab are saved to docs/screenshots/ (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import make_posterior, require
+from servers import ROOT, free_port
+
+from workbench import events, store
+
+pytestmark = pytest.mark.ui
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+TABS = ("Experiments", "Latency", "Uncertainty", "Models")
+
+
+def log_events(eng, experiment: str, n: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    rows, outs = [], []
+    for i in range(n):
+        rid, arm, p = uuid.uuid4().hex, ("control", "treatment")[i % 2], rng.uniform(.05, .95)
+        rows.append({"request_id": rid, "parent_id": None, "ts": time.time() - n + i,
+                     "experiment": experiment, "arm": arm, "model_tag": f"{arm}:1",
+                     "unit": str(i), "latency_ms": float(rng.gamma(2, 3)), "status": "ok",
+                     "fallback_from": None, "n_rows": 1,
+                     "summary": [{"mean": p, "std": 0.1, "interval": [p - 0.1, p + 0.1],
+                                  "probabilities": {"no": 1 - p, "yes": p}, "label": "yes"}],
+                     "instances": [[0.0] * 4]})
+        outs.append({"request_id": rid, "ts": time.time(), "experiment": experiment,
+                     "outcome": int(rng.random() < p)})
+    events.write_now(eng, "predictions", rows)
+    events.write_now(eng, "outcomes", outs)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A live `panel serve dashboards/workbench.py` over a seeded event and model store."""
+    tmp = tmp_path_factory.mktemp("ui")
+    db = f"sqlite:///{tmp / 'events.db'}"
+    eng = events.engine(db)
+    log_events(eng, "ui-experiment", 200)
+    events.save_config(eng, "ui-experiment", {"name": "ui-experiment", "arms": [
+        {"name": "control", "model": "champion"}, {"name": "treatment", "model": "x"}]})
+    first = store.save(make_posterior("binary", name="ui-model", seed=1))
+    second = store.save(make_posterior("binary", name="ui-model", seed=2))
+    store.set_alias("champion", first)
+    port = free_port()
+    env = os.environ | {"WORKBENCH_DB_URL": db, "WORKBENCH_DASHBOARD_REFRESH": "1"}
+    with open(tmp / "panel.log", "wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "panel"), "serve",
+             str(ROOT / "dashboards" / "workbench.py"), "--address", "127.0.0.1", "--port",
+             str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/workbench"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    yield {"url": url, "engine": eng, "first": first, "second": second,
+           "log": tmp / "panel.log"}
+    os.killpg(proc.pid, 15)
+    proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(shutil.which("chromium") is not None or os.path.exists(CHROMIUM),
+            "Chromium is not installed: apt-get install chromium (make test does this as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, site):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.problems = []  # type: ignore[attr-defined]
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.on("requestfailed", lambda r: page.problems.append(f"failed: {r.url}"))
+    page.on("request", lambda r: not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1",
+                                                       "data:", "blob:"))
+            and page.problems.append(f"external request: {r.url}"))
+    page.goto(site["url"], wait_until="networkidle")
+    page.get_by_text("predictions", exact=False).first.wait_for(timeout=60_000)
+    yield page
+    context.close()
+
+
+def _button(page, name: str):
+    return page.get_by_role("button", name=name).filter(visible=True).first
+
+
+def _tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click() if page.get_by_role("tab", name=name).count() \
+        else page.get_by_text(name, exact=True).first.click()
+
+
+def test_page_loads_with_zero_console_errors_and_nothing_from_the_web(page):
+    page.wait_for_timeout(3000)
+    assert page.problems == []
+
+
+def test_each_tab_renders_its_plots(page):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for name in TABS:
+        _tab(page, name)
+        try:
+            page.locator(".bk-Canvas >> visible=true").first.wait_for(timeout=60_000)
+        except Exception:
+            page.screenshot(path=str(SHOTS / f"failed-{name.lower()}.png"))
+            raise AssertionError(f"no visible plot on the {name} tab") from None
+        page.wait_for_timeout(2500)
+        assert page.locator("canvas >> visible=true").count() > 0, name
+        page.screenshot(path=str(SHOTS / f"{name.lower()}.png"), full_page=False)
+    assert page.problems == []
+
+
+def test_new_events_appear_after_the_refresh_period(page, site):
+    _tab(page, "Experiments")
+    counts = page.get_by_text(re.compile(r"\d+ predictions, \d+ outcomes")).filter(
+        visible=True).first
+    counts.wait_for(timeout=30_000)
+    text = counts.inner_text()
+    match = re.search(r"(\d+)\s*predictions", text)
+    assert match, repr(text)
+    before = int(match.group(1))
+    log_events(site["engine"], "ui-experiment", 7, seed=before)
+    page.get_by_text(f"{before + 7} predictions").filter(visible=True).first.wait_for(
+        timeout=20_000)
+
+
+def test_moving_a_whatif_slider_redraws_the_distribution(page):
+    _tab(page, "Uncertainty")
+    stats = page.get_by_text(re.compile(r"90% interval \[")).first
+    stats.wait_for(timeout=60_000)
+    before = stats.inner_text()
+    from playwright.sync_api import expect
+
+    handle = page.locator(".noUi-handle").last
+    handle.focus()
+    for _ in range(30):
+        page.keyboard.press("ArrowRight")
+    expect(stats).not_to_have_text(before, timeout=20_000)  # Panel renders in shadow DOM
+
+
+def test_promote_then_rollback_changes_the_alias_shown(page, site):
+    _tab(page, "Models")
+    page.locator("select").nth(1).select_option(site["second"])
+    page.wait_for_timeout(3000)  # the tab re-renders for the selected model
+    _button(page, "Promote to champion").click()
+    _button(page, "Confirm").click()
+    page.get_by_text(f"champion -> {site['second']}").filter(visible=True).first.wait_for(
+        timeout=30_000)
+    assert store.resolve("champion") == site["second"]
+    _button(page, "Roll back champion").click()
+    _button(page, "Confirm").click()
+    page.get_by_text(f"rolled back -> {site['first']}").filter(visible=True).first.wait_for(
+        timeout=30_000)
+    assert store.resolve("champion") == site["first"]
