@@ -14,11 +14,12 @@ export WORKBENCH_HOME ?= $(CURDIR)/.workbench
 export BENTOML_DO_NOT_TRACK := True
 DEMO_BENTOML_HOME ?= $(WORKBENCH_HOME)/bentoml
 
-.PHONY: help venv demo test lint lab clean system-deps
+.PHONY: help venv demo test bench lint lab clean system-deps
 
 help:
 	@echo "make demo   fit, store, serve and A/B test two Bayesian models; ends on the dashboard"
 	@echo "make test   the whole test suite (real servers, real databases, real browser)"
+	@echo "make bench  benchmarks (so far: figure (a); see benchmarks/RESULTS.md)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove .venv, .tools and the demo's state"
 
@@ -53,6 +54,9 @@ system-deps:
 
 test: venv system-deps
 	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python benchmarks/bench_compute.py --repeats 50
 
 lint: venv
 	$(BIN)/ruff check src tests bentos dashboards benchmarks
