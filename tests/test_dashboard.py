@@ -33,9 +33,16 @@ def _log(eng, experiment, n, arms=("control", "treatment"), outcome=True, seed=0
     events.write_now(eng, "outcomes", outs)
 
 
-@pytest.fixture
-def db(tmp_path):
-    return f"sqlite:///{tmp_path / 'dash.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dash.db'}"
+    url = request.getfixturevalue("postgres_url")
+    eng = events.engine(url)
+    with eng.begin() as conn:  # each test starts from an empty store
+        for table in (events.outcomes, events.predictions, events.registry):
+            conn.execute(table.delete())
+    return url
 
 
 def test_empty_store_shows_an_empty_state_not_a_traceback(db):

@@ -240,6 +240,8 @@ class Dashboard(pn.viewable.Viewer):
         return pn.Column(
             frame.hvplot.line(x="time", y=["p50", "p95", "p99"], by="arm", height=260,
                               responsive=True, ylabel="ms", title="latency percentiles by arm"),
+            frame.hvplot.line(x="time", y="p50", by="model", height=220, responsive=True,
+                              ylabel="ms", title="median latency by model version"),
             raw.hvplot.hist("latency_ms", by="arm", bins=40, alpha=0.6, height=240,
                             responsive=True, title="latency histogram"),
             frame.groupby("time")[["requests", "errors"]].sum().reset_index().hvplot.line(

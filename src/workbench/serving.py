@@ -123,6 +123,7 @@ class Served:
     predictor: Predictor
     batcher: MicroBatcher
     aliases: list[str] = field(default_factory=list)
+    sample_output: list[dict[str, Any]] | None = None
 
     @property
     def name(self) -> str:
@@ -192,6 +193,9 @@ class ModelServer:
             logger.exception("workbench: warm-up failed; the service stays not ready")
             return
         self.warmup_seconds = time.perf_counter() - started
+        for served in self.models.values():  # a real answer for /metadata's sample output
+            served.sample_output = served.predictor.predict([sample_row(served.posterior)]
+                                                            ).records()
         self.ready_seconds = seconds_since_process_start()
         self.ready = True
         logger.info("workbench: %d model(s) ready (%s), %d buckets compiled in %.1fs; "
@@ -264,6 +268,7 @@ class ModelServer:
             "features": first["features"],
             "targets": first["targets"],
             "sample_input": first["sample_input"],
+            "sample_output": first["sample_output"],
             "limits": {"max_rows": self.max_rows, "max_body_bytes": MAX_BODY_BYTES,
                        "max_draws": next(iter(self.models.values())).predictor.max_draws},
             "ready": self.ready,
@@ -276,7 +281,7 @@ class ModelServer:
 
 def describe(served: Served) -> dict[str, Any]:
     p, pred = served.posterior, served.predictor
-    sample = [round(float(v), 4) for v in p.x_loc]
+    sample = sample_row(p)
     output: dict[str, Any] = {"mean": "float", "std": "float", "interval": ["float", "float"]}
     if p.kind != "regression":
         output |= {"probabilities": {t: "float" for t in p.target_names},
@@ -294,6 +299,8 @@ def describe(served: Served) -> dict[str, Any]:
                   "draws": f"integer 0..{pred.max_draws}", "model": "tag, name or alias"},
         "output": {"model": "tag", "interval_mass": "float", "predictions": [output]},
         "sample_input": {"instances": [sample], "model": served.tag},
+        "sample_output": {"model": served.tag, "interval_mass": DEFAULT_MASS,
+                          "predictions": served.sample_output},
         "diagnostics": p.diagnostics,
         "scores": p.scores,
         "sampler": p.sampler,
@@ -302,6 +309,11 @@ def describe(served: Served) -> dict[str, Any]:
         "buckets": list(pred.buckets),
         "device": pred.device,
     }
+
+
+def sample_row(posterior: Posterior) -> list[float]:
+    """A typical input row: the training mean of each feature (rounded for display)."""
+    return [round(float(v), 4) for v in posterior.x_loc]
 
 
 def build_info() -> dict[str, Any]:

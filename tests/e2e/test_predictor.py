@@ -137,6 +137,7 @@ def test_metadata_describes_models_device_and_startup(predictor, champion, regre
     assert meta["build"]["jax"] and meta["build"]["bento"] == "served from source"
     sample = httpx.post(predictor.url + "/predict", json=meta["sample_input"])
     assert sample.status_code == 200
+    assert sample.json()["predictions"] == meta["sample_output"]["predictions"]
 
 
 def test_log_reports_time_from_process_start_to_ready(predictor):
