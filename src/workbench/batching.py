@@ -16,7 +16,6 @@ the culprit gets the error.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +74,6 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
 
     async def submit(self, key: Hashable, X: np.ndarray) -> dict[str, np.ndarray]:
         """Queue ``X`` (already validated) and wait for its rows' results."""
