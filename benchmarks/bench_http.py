@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from workbench.serving import free_port
+from workbench.serving import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 BENTOML = str(Path(sys.executable).parent / "bentoml")
@@ -36,14 +36,8 @@ def serve(target: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(target)
+    wait_ready(url, proc, what=target)
+    return proc, url
 
 
 def one_client(url: str, body: dict[str, Any], n: int) -> dict[str, float]:

@@ -175,8 +175,15 @@ class Dashboard(pn.viewable.Viewer):
             self.version += 1
 
     def _data(self) -> tuple[events.Events, ExperimentConfig, dict[str, Any]] | None:
+        """The events, config and read-out, computed once per refresh and shared by tabs."""
         if not self.experiment:
             return None
+        key = (self.experiment, self.version)
+        if getattr(self, "_cached", (None, None))[0] != key:
+            self._cached = (key, self._compute())
+        return self._cached[1]
+
+    def _compute(self) -> tuple[events.Events, ExperimentConfig, dict[str, Any]]:
         data = events.read(self.engine, self.experiment)
         config = config_for(self.engine, self.experiment, data)
         names = [a.name for a in config.arms]
@@ -230,9 +237,10 @@ class Dashboard(pn.viewable.Viewer):
     def latency_tab(self) -> pn.viewable.Viewable:
         import hvplot.pandas  # noqa: F401
 
-        if not self.experiment:
+        loaded = self._data()
+        if loaded is None:
             return _empty("No requests logged yet.")
-        data = events.read(self.engine, self.experiment)
+        data = loaded[0]
         frame = latency(data)
         if not len(frame):
             return _empty("No requests logged yet.")
@@ -254,14 +262,14 @@ class Dashboard(pn.viewable.Viewer):
         import hvplot.pandas  # noqa: F401
 
         parts: list[Any] = []
-        if self.experiment:
-            data = events.read(self.engine, self.experiment)
+        loaded = self._data()
+        if loaded is not None:
+            data, _, readout = loaded
             w = widths(data)
             if len(w):
                 parts.append(w.hvplot.hist("width", by="arm", bins=30, alpha=0.6, height=240,
                                            responsive=True, title="served interval widths"))
-            readout = self._data()[2] if len(data) else None
-            if readout and readout["reliability"]:
+            if readout["reliability"]:
                 rel = pd.concat([pd.DataFrame(v).assign(arm=k)
                                  for k, v in readout["reliability"].items()])
                 diag = pd.DataFrame({"predicted": [0, 1], "observed": [0, 1]})
@@ -270,7 +278,7 @@ class Dashboard(pn.viewable.Viewer):
                                               title="reliability against feedback")
                               * diag.hvplot.line(x="predicted", y="observed", color="grey",
                                                  line_dash="dashed"))
-            if readout and readout["coverage"]:
+            if readout["coverage"]:
                 parts.append(pn.pane.Markdown("**Interval coverage**: " + ", ".join(
                     f"{a}: {c['coverage']:.1%} of {c['rows']}"
                     for a, c in readout["coverage"].items())))

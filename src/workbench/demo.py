@@ -120,9 +120,7 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
 
 
 def _serve(bento: str, port: int | None) -> tuple[subprocess.Popen[bytes], str]:
-    import httpx
-
-    from workbench.serving import free_port
+    from workbench.serving import free_port, wait_ready
 
     port = port or free_port()
     log = open(Path(tempfile.gettempdir()) / f"workbench-demo-{port}.log", "wb")  # noqa: SIM115
@@ -130,18 +128,8 @@ def _serve(bento: str, port: int | None) -> tuple[subprocess.Popen[bytes], str]:
         [str(Path(sys.executable).parent / "bentoml"), "serve", bento, "--host", "127.0.0.1",
          "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited; see {log.name}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.terminate()
-    raise TimeoutError(f"the server was not ready in 180s; see {log.name}")
+    wait_ready(url, process, what=f"bentoml serve {bento} (log: {log.name})")
+    return process, url
 
 
 def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,

@@ -11,7 +11,10 @@ Every error says what was wrong and what was expected. The tree::
     ├── UnknownModelKind (LookupError)   no registered model function by that name
     ├── DiagnosticsRefused               an alias refused: the posterior failed its checks
     ├── DatasetError (ValueError)        a dataset or CSV that cannot be loaded
-    └── ConfigError (ValueError)         an invalid configuration
+    ├── ConfigError (ValueError)         an invalid configuration
+    └── Unavailable                      the service cannot answer now (HTTP 503)
+        ├── NotReady                     still loading or compiling
+        └── ArmFailed                    an arm's model and its fallback both failed
 """
 
 from __future__ import annotations
@@ -66,3 +69,15 @@ class DatasetError(WorkbenchError, ValueError):
 
 class ConfigError(WorkbenchError, ValueError):
     """An invalid configuration value."""
+
+
+class Unavailable(WorkbenchError):
+    """The service cannot answer now; the client may retry (served as 503)."""
+
+
+class NotReady(Unavailable):
+    """The server is still loading or compiling."""
+
+
+class ArmFailed(Unavailable):
+    """Neither the assigned arm nor the control could answer."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from workbench import assignment, events, experiments
 from workbench.config import ExperimentConfig
-from workbench.errors import InputError, ModelNotFound, WorkbenchError
+from workbench.errors import ArmFailed, InputError, ModelNotFound
 from workbench.predict import (
     DEFAULT_MASS,
     MAX_RETURNED_DRAWS,
@@ -32,10 +32,6 @@ from workbench.predict import (
 logger = logging.getLogger("workbench.gateway")
 
 PredictCall = Callable[..., Awaitable[dict[str, Any]]]
-
-
-class ArmFailed(WorkbenchError):
-    """Neither the assigned arm nor the control could answer (503)."""
 
 
 @dataclass(frozen=True)

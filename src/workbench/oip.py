@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from workbench.errors import InputError, WorkbenchError
+from workbench.errors import InputError
 from workbench.predict import DEFAULT_MASS
 from workbench.serving import ModelServer, Served, error_body, status_of
 
@@ -186,5 +186,3 @@ def _outputs(served: Served, out: dict[str, Any], header: dict[str, Any]) -> dic
     return {"model_name": served.name, "model_version": served.version,
             "id": str(header.get("id") or uuid.uuid4()), "outputs": tensors}
 
-
-__all__ = ["WorkbenchError", "app"]

@@ -378,10 +378,5 @@ def _typename(value: Any) -> str:
     }.get(type(value), f"a {type(value).__name__}")
 
 
-def bucket_for(n: int, buckets: Sequence[int]) -> int:
-    """The bucket a batch of ``n`` rows is padded to (largest bucket for chunks)."""
-    return next((b for b in buckets if b >= n), buckets[-1])
-
-
 __all__ = ["Prediction", "Predictor", "predict", "validate_rows", "DEFAULT_BUCKETS",
-           "DEFAULT_MASS", "bucket_for"]
+           "DEFAULT_MASS"]

@@ -23,7 +23,7 @@ import numpy as np
 from workbench import __version__
 from workbench.artifact import Posterior
 from workbench.batching import MicroBatcher, Overloaded
-from workbench.errors import InputError, ModelNotFound, WorkbenchError
+from workbench.errors import InputError, ModelNotFound, NotReady, Unavailable, WorkbenchError
 from workbench.predict import (
     DEFAULT_BUCKETS,
     DEFAULT_MASS,
@@ -59,6 +59,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_ready(url: str, process: Any, *, timeout: float = 180.0,
+               what: str = "the server") -> None:
+    """Poll ``url``/readyz until it answers 200; fail fast if ``process`` exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.terminate()
+    raise TimeoutError(f"{what} was not ready in {timeout:.0f}s")
+
+
 def model_refs(spec: str | None) -> dict[str, str]:
     """Which models a Predictor serves: ``{ref: tag}``, the first being the default.
 
@@ -90,17 +109,13 @@ def example_input(tag: str) -> dict[str, Any]:
     return {"instances": [[0.0] * n_features]}
 
 
-class NotReady(WorkbenchError):
-    """The server is still loading or compiling (answered with 503)."""
-
-
 def status_of(exc: BaseException) -> int:
     """The HTTP status for an error raised while serving."""
     if isinstance(exc, ModelNotFound):
         return 404
     if isinstance(exc, InputError):
         return 400
-    if isinstance(exc, NotReady | Overloaded) or type(exc).__name__ == "ArmFailed":
+    if isinstance(exc, Unavailable | Overloaded):
         return 503
     return 500
 
