@@ -19,6 +19,7 @@ DEMO_BENTOML_HOME ?= $(WORKBENCH_HOME)/bentoml
 help:
 	@echo "make demo   fit, store, serve and A/B test two Bayesian models; ends on the dashboard"
 	@echo "make test   the whole test suite (real servers, real databases, real browser)"
+	@echo "make lab    JupyterLab on notebooks/ with the project's kernel, widgets and Panel"
 	@echo "make bench  benchmarks (so far: figure (a); see benchmarks/RESULTS.md)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove .venv, .tools and the demo's state"
@@ -38,6 +39,14 @@ demo: venv
 	@echo
 	@echo "model store: export BENTOML_HOME=$(DEMO_BENTOML_HOME) to use it with workbench/bentoml;"
 	@echo "event store: $(WORKBENCH_HOME)/events.db (workbench analyze EXPERIMENT)"
+
+# JupyterLab on the notebooks, sharing the demo's model store and event log. The kernel is
+# this .venv's Python; ipywidgets' and Panel's extensions come with their packages.
+LAB_PORT ?= 8888
+lab: venv
+	BENTOML_HOME=$(DEMO_BENTOML_HOME) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) \
+	  --ServerApp.root_dir=notebooks --LabApp.news_url= --LabApp.extension_manager=readonly \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Debian packages some tests need, installed when missing and we are root (CI is);
 # otherwise those tests skip and say what to install.
@@ -59,7 +68,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_compute.py --repeats 50
 
 lint: venv
-	$(BIN)/ruff check src tests bentos dashboards benchmarks
+	$(BIN)/ruff check src tests bentos dashboards benchmarks notebooks
 
 clean:
 	rm -rf $(VENV) .tools $(WORKBENCH_HOME) .pytest_cache

@@ -32,16 +32,16 @@ _EXPORTS = {
     "Prediction": "workbench.predict",
     "Predictor": "workbench.predict",
 }
-_SUBMODULES = ("artifact", "datasets", "errors", "fit", "models", "predict", "store")
+_SUBMODULES = ("artifact", "comparison", "datasets", "errors", "fit", "models", "predict", "store")
 
 __all__ = [
     "DiagnosticsWarning", "ModelSpec", "Posterior", "Prediction", "Predictor", "SamplerConfig",
-    "__version__", "artifact", "datasets", "errors", "fit", "get_spec", "load", "models",
-    "predict", "register", "registered", "save", "store",
+    "__version__", "artifact", "comparison", "datasets", "errors", "fit", "get_spec", "load",
+    "models", "predict", "register", "registered", "save", "store",
 ]
 
 if TYPE_CHECKING:
-    from workbench import artifact, datasets, errors, fit, models, predict, store
+    from workbench import artifact, comparison, datasets, errors, fit, models, predict, store
     from workbench.artifact import Posterior, load, save
     from workbench.fit import DiagnosticsWarning, SamplerConfig
     from workbench.models import ModelSpec, get_spec, register, registered

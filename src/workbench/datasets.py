@@ -6,6 +6,7 @@ Nothing here downloads: the named datasets ship inside scikit-learn.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,17 @@ class Dataset:
             self.name, self.X[index], self.y[index], self.feature_names,
             self.target_names, self.categorical,
         )
+
+    def select(self, features: Sequence[str]) -> Dataset:
+        """The same rows with only ``features`` (by name, in that order)."""
+        missing = [f for f in features if f not in self.feature_names]
+        if missing or not features:
+            raise DatasetError(f"dataset {self.name!r} has no features {missing}"
+                               if missing else "select at least one feature",
+                               detail={"features": list(self.feature_names)})
+        columns = [self.feature_names.index(f) for f in features]
+        return Dataset(self.name, self.X[:, columns], self.y, tuple(features),
+                       self.target_names, self.categorical)
 
 
 def load(name: str | None = None, *, csv: str | Path | None = None,

@@ -90,7 +90,10 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
     console.print(f"    {bento}")
 
     step("5/6 serve", f"bentoml serve {bento}")
-    server, url = _serve(bento, port)
+    from workbench.background import start
+
+    server = start(bento, port=port)
+    url = server.url
     try:
         console.print(f"    ready at {url}")
         step("6/6 experiment", f"{traffic_seconds:.0f}s of simulated traffic ({rate:.0f} req/s) "
@@ -113,23 +116,9 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
         print_readout(readout)
     finally:
         if not keep_serving:
-            server.terminate()
-            server.wait(60)
+            server.stop()
     return {"tags": tags, "bento": bento, "experiment": experiment, "url": url,
             "readout": readout, "server": server}
-
-
-def _serve(bento: str, port: int | None) -> tuple[subprocess.Popen[bytes], str]:
-    from workbench.serving import free_port, wait_ready
-
-    port = port or free_port()
-    log = open(Path(tempfile.gettempdir()) / f"workbench-demo-{port}.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "bentoml"), "serve", bento, "--host", "127.0.0.1",
-         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, process, what=f"bentoml serve {bento} (log: {log.name})")
-    return process, url
 
 
 def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
@@ -154,9 +143,10 @@ def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
     except KeyboardInterrupt:
         pass
     finally:
-        for process in (traffic, dash, made["server"]):
+        for process in (traffic, dash):
             process.terminate()
-        for process in (traffic, dash, made["server"]):
+        made["server"].stop()
+        for process in (traffic, dash):
             process.wait(60)
 
 

@@ -22,7 +22,7 @@ from workbench import __version__
 from workbench.artifact import Posterior
 from workbench.datasets import Dataset, split
 from workbench.errors import ConfigError, DatasetError
-from workbench.models import ModelSpec, get_spec
+from workbench.models import OBS_SITE, ModelSpec, get_spec
 
 THRESHOLDS = {"max_rhat": 1.01, "min_ess": 400.0, "divergences": 0}
 
@@ -215,18 +215,32 @@ def score(posterior: Posterior, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     return {"rows": int(len(y)), "accuracy": float(np.mean(pred.label == y)), "lpd": lpd}
 
 
-def pointwise_lpd(posterior: Posterior, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-row log posterior predictive density, in the target's original units."""
-    from jax.scipy.special import logsumexp
-    from numpyro.infer.util import log_likelihood
+def log_likelihood(posterior: Posterior, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Log-likelihood of each row under each draw, shape ``(chains, draws, rows)``, in
+    float64 (float32 rounds the near-certain rows of a well-separated classifier to exactly
+    0, which breaks PSIS-LOO). A regression's is in the target's original units."""
+    from numpyro.infer.util import log_likelihood as _numpyro_log_likelihood
 
     spec = get_spec(posterior.model)
-    Xs = ((np.asarray(X) - posterior.x_loc) / np.where(posterior.x_scale > 0,
-                                                        posterior.x_scale, 1.0))
-    ys = _encode(spec, np.asarray(y), posterior.y_loc, posterior.y_scale)
-    ll = log_likelihood(partial(spec.fn, **posterior.options), posterior.flat_samples(),
-                        Xs.astype(np.float32), ys)["obs"]
-    lpd = np.asarray(logsumexp(ll, axis=0) - np.log(ll.shape[0]))
+    Xs = ((np.asarray(X, np.float64) - posterior.x_loc)
+          / np.where(posterior.x_scale > 0, posterior.x_scale, 1.0))
+    ys = (((np.asarray(y, np.float64) - posterior.y_loc) / posterior.y_scale)
+          if spec.kind == "regression" else np.asarray(y).astype(np.int32))
+    with jax.enable_x64(True):
+        ll = _numpyro_log_likelihood(
+            partial(spec.fn, **posterior.options),
+            {k: np.asarray(v, np.float64) for k, v in posterior.samples.items()},
+            Xs, ys, batch_ndims=2)[OBS_SITE]
+        ll = np.asarray(ll, np.float64)
     if posterior.kind == "regression":
-        lpd = lpd - np.log(posterior.y_scale)
-    return lpd
+        ll = ll - np.log(posterior.y_scale)
+    return ll
+
+
+def pointwise_lpd(posterior: Posterior, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-row log posterior predictive density, in the target's original units."""
+    from scipy.special import logsumexp
+
+    ll = log_likelihood(posterior, X, y)
+    ll = ll.reshape(-1, ll.shape[-1])
+    return logsumexp(ll, axis=0) - np.log(ll.shape[0])

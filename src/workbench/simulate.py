@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,10 +61,17 @@ async def simulate(url: str, *, dataset: str = "breast_cancer", users: int = 200
                    duration: float = 30.0, rate: float = 20.0,
                    effects: dict[str, float] | None = None, seed: int = 0,
                    concurrency: int = 32, progress: bool = True,
-                   max_requests: int | None = None) -> Summary:
-    """Send traffic to the gateway at ``url`` for ``duration`` seconds (bounded)."""
+                   max_requests: int | None = None,
+                   features: Sequence[str] | None = None) -> Summary:
+    """Send traffic to the gateway at ``url`` for ``duration`` seconds (bounded).
+
+    Rows come from ``dataset``'s held-out split, restricted to ``features`` (names) when
+    the served models were fit to a subset of its columns.
+    """
     effects = effects or {}
     data = datasets.load(dataset)
+    if features:
+        data = data.select(features)
     _, test = datasets.split(data, seed=0)
     y_std = float(np.std(data.y)) if not data.categorical else 1.0
     rng = np.random.default_rng(seed)

@@ -1,0 +1,396 @@
+"""Regenerate the notebooks' sources (the cells below), then execute them in place.
+
+    .venv/bin/python notebooks/_build.py [NAME.ipynb ...]        # write sources only
+    .venv/bin/python notebooks/_build.py --run [NAME.ipynb ...]  # and execute them, in order
+
+Outputs are committed, so they render on a code host; cells tagged ``remove-output`` (the
+live Panel dashboard: megabytes of JavaScript) are executed but saved without output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def md(text: str):
+    return new_markdown_cell(text.strip())
+
+
+def code(text: str, *tags: str):
+    cell = new_code_cell(text.strip())
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+FIT = [
+    md("""
+# 1 · Fit and diagnose
+
+Load a dataset, fit a Bayesian logistic regression with NumPyro's NUTS through
+`workbench.fit`, check the sampler with ArviZ, compare two prior choices with PSIS-LOO, refit
+interactively, and keep the result in the model store under the aliases `champion` and
+`challenger` that notebooks 2 and 3 serve and A/B test.
+"""),
+    code("""
+# Parameters (papermill convention): small defaults; the tests override them.
+dataset = "breast_cancer"
+n_features = 10  # the dataset's first columns (the ten "mean ..." measurements); None: all
+warmup, samples, chains = 500, 1000, 2
+seed = 0
+""", "parameters"),
+    code("""
+from workbench import datasets, store  # noqa: I001 (first: it quiets ArviZ's 1.0 notice)
+from workbench.comparison import compare
+from workbench.fit import SamplerConfig, fit
+from workbench.widgets import FitForm, summary
+
+import arviz as az
+import matplotlib.pyplot as plt
+
+plt.rcParams["figure.dpi"] = 60
+full = datasets.load(dataset)
+data = full.select(full.feature_names[:n_features]) if n_features else full
+print(f"{data.name}: {len(data)} rows, {len(data.feature_names)} features, "
+      f"classes {list(data.target_names)}")
+print(", ".join(data.feature_names))
+"""),
+    md("""
+## Fit
+
+`fit` standardises the features on the training rows, keeps 20% of the rows out for scoring,
+runs NUTS, and returns a self-describing `Posterior` with its diagnostics. Failing
+diagnostics (R-hat > 1.01, bulk or tail ESS < 400, any divergence) raise a
+`DiagnosticsWarning`, and the model store refuses such a posterior unless forced.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+config = SamplerConfig(warmup=warmup, samples=samples, chains=chains, seed=seed)
+champion = fit("logistic", data, name="notebook-logistic", config=config, progress=False)
+print(summary(champion))
+"""),
+    md("## Diagnostics and plots (ArviZ)"),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+idata = champion.to_inference_data()
+az.summary(idata, var_names=["intercept", "coef"], round_to=3)
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+az.plot_trace(idata, var_names=["intercept"], figsize=(9, 2))
+az.plot_forest(idata, var_names=["coef"], combined=True, hdi_prob=0.9, figsize=(7, 4))
+plt.show()
+"""),
+    md("""
+## Compare two variants with PSIS-LOO
+
+A tighter prior (`prior_scale=0.3`) shrinks the coefficients harder. `compare` ranks both
+by expected log predictive density estimated with Pareto-smoothed importance sampling on the
+rows each was fit to; `bad_k` counts the rows with Pareto k > 0.7, where the estimate is
+unreliable (with all 30 features the classes separate so cleanly that many rows are).
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+challenger = fit("logistic", data, name="notebook-logistic", options={"prior_scale": 0.3},
+                 config=SamplerConfig(warmup=warmup, samples=samples, chains=chains,
+                                      seed=seed + 1), progress=False)
+print(summary(challenger))
+table = compare({"prior 1.0": champion, "prior 0.3": challenger}, data)
+table[["rank", "elpd_loo", "p_loo", "elpd_diff", "dse", "weight", "bad_k"]].round(2)
+"""),
+    code("""
+print("best by LOO:", table.index[0])
+"""),
+    md("""
+## Refit interactively
+
+Pick the model, the prior scale and the sampler's settings, and press **Fit**; the latest
+posterior is `form.posterior`. `form.fit()` does what the button does.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+form = FitForm(data, prior_scale=0.5, warmup=warmup, samples=samples, chains=chains)
+form
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+refit = form.fit()
+print(summary(refit))
+"""),
+    md("""
+## Save and alias
+
+Each posterior becomes a version (a BentoML tag) of the model `notebook-logistic` in the
+model store. The aliases are what the Predictor serves and what the experiment compares;
+`store.rollback("champion")` undoes a promotion.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+champion_tag = store.save(champion, alias="champion")
+challenger_tag = store.save(challenger, alias="challenger")
+print(champion_tag, challenger_tag)
+"""),
+    code("""
+print(store.resolve("champion") == champion_tag, store.resolve("challenger") == challenger_tag)
+print(store.metadata(champion_tag)["feature_names"] == list(data.feature_names))
+"""),
+]
+
+SERVE = [
+    md("""
+# 2 · Package and serve
+
+Build the Predictor bento for the `champion` model, start `bentoml serve` in the
+background, query it with `bentoml.SyncHTTPClient` and with plain HTTP, plot predictions with
+their credible intervals, and stop the server. Run notebook 1 first (it stores `champion`).
+"""),
+    code("""
+# Parameters (papermill convention): small defaults; the tests override them.
+model = "champion"
+dataset = "breast_cancer"
+rows = 40
+""", "parameters"),
+    code("""
+import httpx
+import matplotlib.pyplot as plt
+import numpy as np
+
+from workbench import datasets, store
+from workbench.background import start
+from workbench.build import build_predictor
+
+plt.rcParams["figure.dpi"] = 60
+"""),
+    md("""
+## Build the bento
+
+The build resolves the alias now and freezes the tag into the bento, so the bento serves
+exactly this posterior wherever it runs (`bentoml containerize` makes an image of it).
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+bento = build_predictor([model])
+bento
+"""),
+    code("""
+print(bento.split(":")[0])
+"""),
+    md("""
+## Serve it in the background
+
+`start` runs `bentoml serve` on a free loopback port in its own process group and waits
+until `/readyz` answers (the posterior is loaded and every shape bucket compiled).
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+server = start(bento)
+server
+"""),
+    code("""
+meta = httpx.get(server.url + "/metadata").json()
+features = meta["features"]
+print(meta["default_model"] == store.resolve(model), meta["targets"], len(features))
+"""),
+    md("## Query with `bentoml.SyncHTTPClient`"),
+    code("""
+data = datasets.load(dataset).select(features)
+_, test = datasets.split(data)
+X, y = test.X[:rows], test.y[:rows]
+with server.client() as client:
+    result = client.predict(instances=X.tolist())
+print(result["model"] == meta["default_model"], len(result["predictions"]) == rows,
+      result["interval_mass"])
+print(sorted(result["predictions"][0]))
+"""),
+    md("""
+## …and with plain HTTP
+
+Rows can be objects keyed by feature name. Bad input gets a 400 that says what was wrong.
+"""),
+    code("""
+row = dict(zip(features, X[0].tolist(), strict=True))
+r = httpx.post(server.url + "/predict", json={"instances": [row], "interval_mass": 0.5})
+print(r.status_code, r.json()["interval_mass"])
+bad = httpx.post(server.url + "/predict", json={"instances": [[1.0, 2.0]]})
+print(bad.status_code, bad.json()["error"])
+"""),
+    md("## Predictions with their 90% credible intervals"),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+p = result["predictions"]
+order = np.argsort([q["mean"] for q in p])
+mean = np.array([p[i]["mean"] for i in order])
+lo, hi = np.array([p[i]["interval"] for i in order]).T
+fig, ax = plt.subplots(figsize=(8, 3))
+for label in (0, 1):
+    at = np.flatnonzero(y[order] == label)
+    ax.errorbar(at, mean[at], yerr=[mean[at] - lo[at], hi[at] - mean[at]], fmt="o",
+                capsize=2, label=f"true: {data.target_names[label]}")
+ax.set(xlabel="held-out row (sorted)", ylabel=f"P({data.target_names[1]})", ylim=(-0.02, 1.02))
+ax.legend()
+plt.show()
+"""),
+    md("## Stop the server"),
+    code("""
+server.stop()
+print(server.running())
+"""),
+]
+
+EXPERIMENT = [
+    md("""
+# 3 · A/B experiment
+
+Serve `champion` and `challenger` behind the experiment gateway, send simulated traffic with
+outcome feedback, read out the experiment with `workbench.experiments` (Bayesian: each arm's
+probability to be best, expected loss, credible interval of the lift), look at the live
+Panel dashboard, and promote the winner. Run notebook 1 first.
+"""),
+    code("""
+# Parameters (papermill convention): small defaults; the tests override them.
+traffic_seconds = 20
+rate = 20.0
+dataset = "breast_cancer"
+""", "parameters"),
+    code("""
+import os
+import tempfile
+from pathlib import Path
+
+from workbench import events, experiments, store
+from workbench.background import start
+from workbench.build import build_experiment
+from workbench.cli import print_readout
+from workbench.config import load as load_config
+from workbench.simulate import simulate
+
+workdir = Path(tempfile.mkdtemp(prefix="workbench-experiment-"))
+db_url = f"sqlite:///{workdir / 'events.db'}"
+config_path = workdir / "experiment.yaml"
+config_path.write_text(\"\"\"\\
+name: notebook-ab
+arms:
+  - {name: champion, model: champion, weight: 0.5}
+  - {name: challenger, model: challenger, weight: 0.5}
+metric: log_score
+decision: {prob_best: 0.95, min_outcomes: 100}
+\"\"\")
+config = load_config(config_path)
+print(config.name, [(a.name, a.weight) for a in config.arms], config.metric)
+"""),
+    md("""
+## Build and serve the experiment bento
+
+One bento holds the gateway, the Predictor and both posteriors; predictions and feedback go
+to the event store at `WORKBENCH_DB_URL` (SQLite here, PostgreSQL in production).
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+bento = build_experiment(str(config_path))
+server = start(bento, env=os.environ | {"WORKBENCH_DB_URL": db_url})
+server
+"""),
+    md("""
+## Traffic
+
+The simulator sends held-out rows as users (sticky assignment by user id) and reports each
+outcome back to `/feedback`; the metric is each model's log score on those outcomes.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+features = store.metadata(store.resolve("champion"))["feature_names"]
+traffic = await simulate(server.url, dataset=dataset, duration=traffic_seconds, rate=rate,
+                         features=features, progress=False)
+traffic.to_dict()
+"""),
+    code("""
+print("errors:", sum(traffic.errors.values()), "| feedback accepted for every answer:",
+      traffic.feedback == traffic.ok)
+"""),
+    md("## The Bayesian read-out"),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+server.stop()  # a clean shutdown flushes the event log
+log = events.read(events.engine(db_url), config.name)
+readout = experiments.analyze(log.mask(log.status != "fallback"), config)
+print_readout(readout.to_dict())
+"""),
+    code("""
+print(sorted(a.arm for a in readout.arms), readout.metric,
+      sum(a.predictions for a in readout.arms) == traffic.ok)
+"""),
+    md("""
+## The dashboard, inline
+
+The same Panel app as `workbench dashboard` (experiments, latency, uncertainty, models);
+the saved notebook leaves its output out (it is live JavaScript): run the cell to see it.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+import panel as pn
+
+from workbench.dashboard import Dashboard
+
+pn.extension()
+Dashboard(db_url)
+""", "remove-output"),
+    md("""
+## Promote the winner
+
+Only a decided experiment moves the alias; the change is recorded in the alias history, and
+`store.rollback("champion")` (or the dashboard's button) undoes it.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+winner = readout.decision["winner"]
+if winner == "challenger":
+    store.set_alias("champion", store.resolve("challenger"))
+print(readout.decision["status"], "-", readout.decision["reason"])
+print("champion is now", store.resolve("champion"))
+"""),
+]
+
+NOTEBOOKS = {
+    "01_fit_and_diagnose.ipynb": FIT,
+    "02_package_and_serve.ipynb": SERVE,
+    "03_experiment.ipynb": EXPERIMENT,
+}
+
+
+def write(names: list[str]) -> None:
+    for name in names:
+        cells = NOTEBOOKS[name]
+        nb = new_notebook(cells=cells, metadata={"kernelspec": KERNEL, "language_info": {
+            "name": "python"}})
+        for i, cell in enumerate(nb.cells):
+            cell.id = f"{name[:2]}-{i:02d}"
+        nbformat.write(nb, HERE / name)
+
+
+def run(names: list[str]) -> None:
+    for name in names:
+        path = HERE / name
+        print("executing", path.name, flush=True)
+        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook",
+                        "--execute", "--inplace", "--ExecutePreprocessor.timeout=600",
+                        str(path)], check=True)
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if "remove-output" in cell.metadata.get("tags", []):
+                cell.outputs = []
+        nbformat.write(nb, path)
+
+
+if __name__ == "__main__":
+    chosen = [n for n in NOTEBOOKS if n in sys.argv] or list(NOTEBOOKS)
+    write(chosen)
+    if "--run" in sys.argv:
+        run(chosen)

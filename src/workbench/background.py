@@ -1,0 +1,130 @@
+"""``bentoml serve`` in the background: for notebooks, the demo, benchmarks and tests.
+
+:func:`start` runs ``bentoml serve TARGET`` on a free loopback port in its own process
+group, logs to a file, waits for ``/readyz`` and returns a :class:`BackgroundServer`;
+:meth:`BackgroundServer.stop` (also on leaving a ``with`` block, and at interpreter exit)
+signals the whole group, so no worker outlives the notebook that started it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.serving import free_port
+
+BENTOML = str(Path(sys.executable).parent / "bentoml")
+
+
+@dataclass
+class BackgroundServer:
+    """A running ``bentoml serve``: its process, base URL and log file."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        """Everything the server has logged so far."""
+        return self.log.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_ready(self, timeout: float = 180.0, path: str = "/readyz") -> None:
+        """Poll ``path`` until it answers 200; raise with the log's tail if the server
+        exits or the time runs out."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"bentoml serve exited with status "
+                                   f"{self.process.returncode}; log {self.log}:\n"
+                                   + self.output()[-4000:])
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"bentoml serve was not ready in {timeout:.0f}s; log {self.log}:\n"
+                           + self.output()[-4000:])
+
+    def client(self, timeout: float = 60.0) -> Any:
+        """A ``bentoml.SyncHTTPClient`` for this server."""
+        import bentoml
+
+        return bentoml.SyncHTTPClient(self.url, timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        """Signal the server's process group, wait, and return its exit status."""
+        if self.running():
+            try:
+                os.killpg(self.process.pid, sig)
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+            except ProcessLookupError:
+                pass
+        return self.process.returncode
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running() else f"exited {self.process.returncode}"
+        return f"<BackgroundServer {self.url} pid={self.pid} {state}>"
+
+
+def start(target: str, *, working_dir: str | Path | None = None, args: Sequence[str] = (),
+          env: Mapping[str, str] | None = None, port: int | None = None,
+          log: str | Path | None = None, wait: bool = True,
+          ready_timeout: float = 180.0) -> BackgroundServer:
+    """Start ``bentoml serve TARGET`` on 127.0.0.1 and (by default) wait until ready.
+
+    Parameters
+    ----------
+    target
+        A bento tag (``predictor:abc123``) or, with ``working_dir``, ``module:Service``.
+    args
+        Extra ``bentoml serve`` arguments, e.g. ``["--arg", "models=champion"]``.
+    env
+        The server's environment (default: this process's).
+    port
+        Default: a free port.
+    log
+        Where its output goes (default: a file in the temp directory, named by port).
+    """
+    port = port or free_port()
+    command = [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port), *args]
+    if working_dir is not None:
+        command += ["--working-dir", str(working_dir)]
+    log = Path(log) if log else Path(tempfile.gettempdir()) / f"workbench-serve-{port}.log"
+    with open(log, "wb") as handle:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                   env=dict(env) if env is not None else None,
+                                   cwd=working_dir, start_new_session=True)
+    server = BackgroundServer(process, f"http://127.0.0.1:{port}", log)
+    atexit.register(server.stop)
+    if wait:
+        server.wait_ready(ready_timeout)
+    return server
