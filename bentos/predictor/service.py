@@ -1,12 +1,15 @@
 """The Predictor: posterior-predictive means, standard deviations and credible intervals.
 
 Serve from source (models resolved in the model store now):
-    bentoml serve bentos/predictor/service.py:Predictor --arg models=champion,challenger
+    bentoml serve service:Predictor --working-dir bentos/predictor --arg models=champion
 Build (aliases resolved and frozen into the bento):  workbench build predictor
+Without its model (imported at startup from WORKBENCH_MODEL_URL, e.g. s3://bucket/m.bentomodel):
+    workbench build predictor --remote
 """
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import bentoml
@@ -16,10 +19,13 @@ with bentoml.importing():
     from workbench import serving, store
 
 ARGS = bentoml.use_arguments()
-MODELS = serving.model_refs(getattr(ARGS, "models", None))  # {ref: tag}; the first is default
-TAGS = list(dict.fromkeys(MODELS.values()))
 GPU = str(getattr(ARGS, "gpu", "")).lower() in ("1", "true", "yes")
-EXAMPLE_INPUT = serving.example_input(TAGS[0])
+REMOTE = str(getattr(ARGS, "remote", "")).lower() in ("1", "true", "yes") or bool(
+    os.environ.get("WORKBENCH_MODEL_URL"))
+# {ref: tag}, the first being the default; a remote Predictor learns its model at startup.
+MODELS = {} if REMOTE else serving.model_refs(getattr(ARGS, "models", None))
+TAGS = list(dict.fromkeys(MODELS.values()))
+EXAMPLE_INPUT = serving.example_input(TAGS[0]) if TAGS else {"instances": [[0.0]]}
 
 
 @bentoml.asgi_app(serving.http_app(lambda: bentoml.get_current_service().server), path="/")
@@ -40,7 +46,8 @@ class Predictor:
         stored = {str(m.tag): m for m in (getattr(self, f"model_{i}") for i in range(len(TAGS)))}
         bento = Predictor.bento  # type: ignore[attr-defined]  (set when served from a bento)
         self.server = serving.ModelServer(
-            MODELS, load=lambda tag: store.from_bento_model(stored[tag]),
+            serving.remote_models if REMOTE else MODELS,
+            load=store.get if REMOTE else lambda tag: store.from_bento_model(stored[tag]),
             bento=str(bento.tag) if bento else None)
         self.server.warmup_in_background()  # /readyz turns ready once every bucket compiled
 

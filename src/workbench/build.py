@@ -46,20 +46,32 @@ def requirements(*, gpu: bool = False, extra: tuple[str, ...] = ()) -> list[str]
 
 
 def build_predictor(models: list[str] | None = None, *, gpu: bool = False,
-                    version_: str | None = None) -> str:
+                    remote: bool = False, version_: str | None = None) -> str:
     """Build the Predictor bento serving ``models`` (aliases, names or tags; default
-    ``champion``); returns the bento tag."""
+    ``champion``); returns the bento tag.
+
+    With ``remote`` the bento carries no model: it imports one at startup from
+    ``$WORKBENCH_MODEL_URL`` (``s3://...``, exported with ``workbench models export``)
+    and reports ready only after that and the warm-up.
+    """
     from workbench.serving import model_refs
 
-    resolved = model_refs(",".join(models) if models else None)
-    args: dict[str, Any] = {"models": ",".join(f"{r}={t}" for r, t in resolved.items())}
+    if remote and models:
+        raise ConfigError("a remote Predictor is built without models",
+                          detail={"expected": "--remote, or --model REF, not both"})
+    args: dict[str, Any] = {"remote": "true"} if remote else {}
+    resolved = {} if remote else model_refs(",".join(models) if models else None)
+    if resolved:
+        args["models"] = ",".join(f"{r}={t}" for r, t in resolved.items())
     if gpu:
         args["gpu"] = "true"
-    return _build("predictor", name="predictor-gpu" if gpu else "predictor", args=args,
-                  packages=requirements(gpu=gpu),
+    name = "predictor" + ("-remote" if remote else "") + ("-gpu" if gpu else "")
+    return _build("predictor", name=name, args=args,
+                  packages=requirements(gpu=gpu, extra=("s3fs",) if remote else ()),
                   labels={"workbench.gpu": str(gpu).lower(),
                           "workbench.models": ".".join(t.replace(":", "-")
-                                                       for t in resolved.values())[:63]},
+                                                       for t in resolved.values())[:63]
+                          or "from-WORKBENCH_MODEL_URL"},
                   version_=version_)
 
 

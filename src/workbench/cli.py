@@ -304,13 +304,16 @@ def build() -> None:
               help="A model to serve (repeatable; the first is the default). "
                    "Default: champion.")
 @click.option("--gpu", is_flag=True, help="Declare a GPU and install JAX's CUDA wheels.")
+@click.option("--remote", is_flag=True,
+              help="Build without a model: import it at startup from $WORKBENCH_MODEL_URL.")
 @click.option("--version", "version_", help="The bento version (default: generated).")
 @_friendly
-def build_predictor(models: tuple[str, ...], gpu: bool, version_: str | None) -> None:
+def build_predictor(models: tuple[str, ...], gpu: bool, remote: bool,
+                    version_: str | None) -> None:
     """Build the Predictor bento; aliases are resolved to tags now."""
     from workbench.build import build_predictor as _build
 
-    click.echo(_build(list(models), gpu=gpu, version_=version_))
+    click.echo(_build(list(models), gpu=gpu, remote=remote, version_=version_))
 
 
 @build.command("experiment")

@@ -101,6 +101,25 @@ def model_refs(spec: str | None) -> dict[str, str]:
     return out
 
 
+def remote_models() -> dict[str, str]:
+    """The model source of a Predictor built without its model: import the posterior
+    exported at ``$WORKBENCH_MODEL_URL`` (``s3://bucket/key.bentomodel``, or any URL
+    BentoML's fsspec-based import reads) into the local model store; serve it by its tag.
+    Credentials and endpoint come from the environment (``AWS_ACCESS_KEY_ID``, ...,
+    ``AWS_ENDPOINT_URL_S3``)."""
+    from workbench import store
+
+    url = os.environ.get("WORKBENCH_MODEL_URL")
+    if not url:
+        raise ModelNotFound("this Predictor was built without its model and "
+                            "WORKBENCH_MODEL_URL is not set",
+                            detail={"expected": "WORKBENCH_MODEL_URL=s3://bucket/key"})
+    logger.info("workbench: importing the model from %s", url)
+    tag = store.import_(url, exist_ok=True)
+    logger.info("workbench: imported %s from %s", tag, url)
+    return {tag: tag}
+
+
 def example_input(tag: str) -> dict[str, Any]:
     """A request body that the model ``tag`` accepts (zeros: the training mean)."""
     from workbench import store
@@ -161,22 +180,38 @@ class ModelServer:
         Loads the posterior of a tag (the service passes the bento's model store).
     """
 
-    def __init__(self, models: Mapping[str, str], load: Callable[[str], Posterior], *,
-                 max_rows: int = MAX_ROWS, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
-                 bento: str | None = None) -> None:
+    def __init__(self, models: Mapping[str, str] | Callable[[], Mapping[str, str]],
+                 load: Callable[[str], Posterior], *, max_rows: int = MAX_ROWS,
+                 buckets: tuple[int, ...] = DEFAULT_BUCKETS, bento: str | None = None,
+                 retry_seconds: tuple[float, float] = (2.0, 60.0)) -> None:
         log_to_stderr()
+        self.retry_seconds = retry_seconds
         self.bento = bento
-        if not models:
-            raise ModelNotFound("no models to serve", detail={"expected": "at least one tag"})
         self.max_rows = max_rows
+        self.buckets = buckets
+        self._load = load
         self.models: dict[str, Served] = {}
         self._lookup: dict[str, str] = {}
+        self.default: str | None = None
+        self.ready = False
+        self.ready_seconds: float | None = None
+        self.warmup_seconds: float | None = None
+        self.error: str | None = None
+        # A callable names the models only when called (e.g. after importing them from
+        # object storage): that happens in the background, with retries, before warm-up.
+        self._pending = models if callable(models) else None
+        if not callable(models):
+            self._add(models)
+
+    def _add(self, models: Mapping[str, str]) -> None:
+        if not models:
+            raise ModelNotFound("no models to serve", detail={"expected": "at least one tag"})
         for ref, tag in models.items():
             if tag not in self.models:
-                posterior = load(tag)
-                predictor = Predictor(posterior, buckets=buckets, max_rows=max_rows)
+                posterior = self._load(tag)
+                predictor = Predictor(posterior, buckets=self.buckets, max_rows=self.max_rows)
                 self.models[tag] = Served(tag, posterior, predictor, MicroBatcher(
-                    self._summarize(predictor), max_rows=buckets[-1]))
+                    self._summarize(predictor), max_rows=self.buckets[-1]))
             if ref != tag:
                 self.models[tag].aliases.append(ref)
         for tag, served in self.models.items():  # aliases win over names, tags over both
@@ -186,10 +221,22 @@ class ModelServer:
                 self._lookup[alias] = tag
             self._lookup[tag] = tag
         self.default = next(iter(self.models))
-        self.ready = False
-        self.ready_seconds: float | None = None
-        self.warmup_seconds: float | None = None
-        self.error: str | None = None
+
+    def _load_pending(self) -> None:
+        """Call the pending model source until it succeeds, logging every failure; the
+        service stays alive and not ready meanwhile (no crash loop)."""
+        wait, max_wait = self.retry_seconds
+        while self._pending is not None:
+            try:
+                self._add(self._pending())
+                self._pending = None
+                self.error = None
+            except Exception as exc:
+                self.error = f"cannot load the model: {exc}"
+                logger.error("workbench: %s; retrying in %.0fs (the service stays not ready)",
+                             self.error, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, max_wait)
 
     @staticmethod
     def _summarize(predictor: Predictor) -> Callable[[Any, np.ndarray], dict[str, np.ndarray]]:
@@ -199,6 +246,7 @@ class ModelServer:
 
     def warmup(self) -> None:
         """Compile every bucket of every model, then mark ready and log the time."""
+        self._load_pending()
         started = time.perf_counter()
         try:
             for served in self.models.values():
@@ -227,6 +275,9 @@ class ModelServer:
     # -- requests --------------------------------------------------------------------------
 
     def resolve(self, ref: str | None) -> Served:
+        if self.default is None:
+            raise NotReady(self.error or "no model loaded yet; retry shortly",
+                           detail={"ready": False})
         if ref is None or ref == "":
             return self.models[self.default]
         if not isinstance(ref, str):
@@ -274,6 +325,8 @@ class ModelServer:
 
     def metadata(self) -> dict[str, Any]:
         """``GET /metadata``: what clients must send and what they get back, per model."""
+        if not self.models:
+            return {"ready": False, "models": {}, "startup": {"error": self.error}}
         models = {tag: describe(s) for tag, s in self.models.items()}
         first = models[self.default]
         return {

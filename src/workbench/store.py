@@ -27,7 +27,13 @@ from bentoml.exceptions import NotFound
 
 from workbench import artifact
 from workbench.artifact import Posterior
-from workbench.errors import ConfigError, CorruptArtifact, DiagnosticsRefused, ModelNotFound
+from workbench.errors import (
+    ArtifactError,
+    ConfigError,
+    CorruptArtifact,
+    DiagnosticsRefused,
+    ModelNotFound,
+)
 
 LABELS = {"framework": "workbench"}
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -206,17 +212,27 @@ def export(ref: str, url: str) -> str:
     return bentoml.models.export_model(resolve(ref), url)
 
 
-def import_(url: str) -> str:
-    """Import a model exported by :func:`export`; returns its tag (checked on load)."""
+def import_(url: str, *, exist_ok: bool = False) -> str:
+    """Import a model exported by :func:`export`; returns its tag (checked on load).
+
+    With ``exist_ok``, a model already in the store (a restarted server's) is not an error.
+    """
     from bentoml.exceptions import BentoMLException
 
     try:
-        model = bentoml.models.import_model(url)
+        tag = str(bentoml.models.import_model(url).tag)
     except BentoMLException as exc:
-        if "already exists" in str(exc):
+        existing = re.search(r"Item '([^']+)' already exists", str(exc))
+        if not existing:
+            raise ArtifactError(f"cannot import a model from {url!r}: {exc}") from exc
+        if not exist_ok:
             raise ConfigError(f"the model in {url!r} is already in the store: {exc}") from exc
-        raise
-    tag = str(model.tag)
+        tag = existing.group(1)
+    except FileNotFoundError as exc:
+        raise ModelNotFound(f"no exported model at {url!r}") from exc
+    except Exception as exc:  # fsspec, tar and network errors: name the URL and the cause
+        raise ArtifactError(f"cannot import a model from {url!r}: "
+                            f"{type(exc).__name__}: {exc}") from exc
     get(tag)  # refuse silently broken imports early
     return tag
 
