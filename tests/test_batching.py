@@ -91,3 +91,49 @@ def test_a_full_queue_is_refused_at_once():
         await asyncio.gather(first, second)
 
     asyncio.run(main())
+
+
+def test_an_idle_batcher_runs_small_requests_inline_and_large_ones_on_its_thread():
+    threads: list[threading.Thread] = []
+
+    def fn(key, X):
+        threads.append(threading.current_thread())
+        if np.any(X < 0):
+            raise ValueError("negative row")
+        return {"y": X[:, 0] * 2}
+
+    batcher = MicroBatcher(fn, inline_rows=2)
+
+    async def main():
+        small = await batcher.submit("k", np.ones((2, 1), np.float32))
+        large = await batcher.submit("k", np.ones((3, 1), np.float32))
+        with pytest.raises(ValueError):  # an inline failure is the caller's alone
+            await batcher.submit("k", -np.ones((1, 1), np.float32))
+        again = await batcher.submit("k", np.ones((1, 1), np.float32))
+        return small, large, again
+
+    small, large, again = asyncio.run(main())
+    np.testing.assert_array_equal(small["y"], [2.0, 2.0])
+    np.testing.assert_array_equal(large["y"], [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(again["y"], [2.0])
+    main_thread = threading.main_thread()
+    assert [t is main_thread for t in threads] == [True, False, True, True]
+    assert batcher.stats.inline == 2 and batcher.stats.requests == 3
+
+
+def test_a_busy_batcher_queues_small_requests_and_batches_them():
+    calls: list[tuple[object, int]] = []
+    gate = threading.Event()
+    batcher = MicroBatcher(_doubler(calls, gate), inline_rows=4)
+
+    async def main():
+        first = asyncio.create_task(batcher.submit("k", np.ones((8, 1), np.float32)))
+        await asyncio.sleep(0.05)  # running on the worker thread, held by the gate
+        rest = [asyncio.create_task(batcher.submit("k", np.ones((1, 1), np.float32)))
+                for _ in range(5)]
+        await asyncio.sleep(0.01)
+        gate.set()
+        return await asyncio.gather(first, *rest)
+
+    asyncio.run(main())
+    assert [n for _, n in calls] == [8, 5] and batcher.stats.inline == 0
