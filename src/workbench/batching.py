@@ -9,12 +9,6 @@ adaptive batching here: its dispatcher sheds requests with HTTP 503 when its lat
 estimate exceeds ``max_latency_ms`` (32 concurrent clients saw 95% 503s in a trial),
 and it validates after batching, so one malformed row would fail its whole batch.
 
-When the batcher is idle (nothing queued, nothing running) a small request (up to
-``inline_rows`` rows) is computed at once on the event loop's own thread instead: at one
-client the hop to the worker thread and back (two thread wake-ups, each a trip through the
-OS scheduler on a busy machine) cost more than the computation itself. Under load the
-batcher is rarely idle, so requests still queue and batch.
-
 If a batched call fails unexpectedly, its requests are retried one by one so that only
 the culprit gets the error.
 """
@@ -51,7 +45,6 @@ class BatchStats:
     rows: int = 0
     largest: int = 0
     retried: int = 0
-    inline: int = 0
     sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
 
@@ -67,19 +60,13 @@ class MicroBatcher:
         The most rows stacked into one call (a single larger request still runs alone).
     max_queue_rows
         Rows allowed to wait; past that :class:`Overloaded` is raised at once.
-    inline_rows
-        Requests of at most this many rows run inline, on the caller's thread, when the
-        batcher is idle (0: never; ``fn`` must then be cheap, as it blocks the event loop).
     """
 
     def __init__(self, fn: Callable[[Hashable, np.ndarray], dict[str, np.ndarray]], *,
-                 max_rows: int = 256, max_queue_rows: int = 65_536,
-                 inline_rows: int = 0) -> None:
+                 max_rows: int = 256, max_queue_rows: int = 65_536) -> None:
         self.fn = fn
         self.max_rows = max_rows
         self.max_queue_rows = max_queue_rows
-        self.inline_rows = inline_rows
-        self._running = False
         self.stats = BatchStats()
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
@@ -90,11 +77,6 @@ class MicroBatcher:
 
     async def submit(self, key: Hashable, X: np.ndarray) -> dict[str, np.ndarray]:
         """Queue ``X`` (already validated) and wait for its rows' results."""
-        if len(X) <= self.inline_rows and not self._queue and not self._running:
-            out = self.fn(key, X)  # an error here is this request's alone
-            self.stats.inline += 1
-            self._count(1, len(X))
-            return out
         loop = asyncio.get_running_loop()
         self._start(loop)
         if self._queued_rows + len(X) > self.max_queue_rows:
@@ -142,7 +124,6 @@ class MicroBatcher:
         assert self._loop is not None
         key = batch[0].key
         X = batch[0].X if len(batch) == 1 else np.concatenate([i.X for i in batch])
-        self._running = True
         try:
             out = await self._loop.run_in_executor(self._executor, self.fn, key, X)
         except Exception as exc:
@@ -153,22 +134,20 @@ class MicroBatcher:
             for item in batch:  # isolate the request that failed
                 await self._run([item])
             return
-        finally:
-            self._running = False
-        self._count(len(batch), len(X))
+        self._count(batch, len(X))
         start = 0
         for item in batch:
             stop = start + len(item.X)
             _settle(item.future, result={k: v[start:stop] for k, v in out.items()})
             start = stop
 
-    def _count(self, requests: int, rows: int) -> None:
+    def _count(self, batch: list[_Item], rows: int) -> None:
         s = self.stats
         s.calls += 1
-        s.requests += requests
+        s.requests += len(batch)
         s.rows += rows
         s.largest = max(s.largest, rows)
-        s.sizes.append(requests)
+        s.sizes.append(len(batch))
 
     def close(self) -> None:
         if self._task is not None:

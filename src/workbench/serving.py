@@ -48,9 +48,6 @@ def log_to_stderr() -> None:
 
 MAX_ROWS = int(os.environ.get("WORKBENCH_MAX_ROWS", "1024"))
 MAX_BODY_BYTES = int(os.environ.get("WORKBENCH_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
-# Requests this small run inline on the event loop when their model's batcher is idle
-# (~0.5 ms of compute at 4 rows x 2000 draws on CPU; see batching and benchmarks/).
-INLINE_ROWS = int(os.environ.get("WORKBENCH_INLINE_ROWS", "4"))
 
 
 def free_port() -> int:
@@ -179,7 +176,7 @@ class ModelServer:
                 posterior = load(tag)
                 predictor = Predictor(posterior, buckets=buckets, max_rows=max_rows)
                 self.models[tag] = Served(tag, posterior, predictor, MicroBatcher(
-                    self._summarize(predictor), max_rows=buckets[-1], inline_rows=INLINE_ROWS))
+                    self._summarize(predictor), max_rows=buckets[-1]))
             if ref != tag:
                 self.models[tag].aliases.append(ref)
         for tag, served in self.models.items():  # aliases win over names, tags over both
