@@ -37,6 +37,7 @@ class Experiment:
     predictor = bentoml.depends(Predictor)
 
     def __init__(self) -> None:
+        gateway.keep_one_session(getattr(self.predictor, "to_async", None))
         engine = events.engine()
         self.gateway = gateway.Gateway(
             CONFIG, gateway.arm_models(CONFIG, TAGS, store.metadata),

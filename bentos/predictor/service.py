@@ -22,7 +22,7 @@ TAGS = list(dict.fromkeys(MODELS.values()))
 GPU = str(getattr(ARGS, "gpu", "")).lower() in ("1", "true", "yes")
 EXAMPLE_INPUT = serving.example_input(TAGS[0])
 # A declared media type spares BentoML a JSON-schema generation per response (py-spy:
-# ~15% of the event loop's time at one client; benchmarks/RESULTS.md).
+# ~17% of the event loop's busy time at one client; benchmarks/RESULTS.md).
 JSON = Annotated[dict[str, Any], ContentType("application/json")]
 
 
