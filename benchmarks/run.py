@@ -271,7 +271,7 @@ Errors: any answer other than 200, or a failed connection.
               f"{many[n]['errors']} / {many[n]['requests']}"] for n in h["servers"]])
         + "\n\nPaired per round (servers measured back to back): " + "; ".join(
             f"{k}: {x['median']:.2f} (IQR {x['iqr']:.2f})" for k, x in h["paired"].items())
-        + ".\n",
+        + ".\n" + CLASSIC_ERRORS * bool(many["fastapi classic"]["errors"]),
         """
 ## (c) Cold start to ready
 
@@ -315,6 +315,16 @@ inserts in batches, so the cost shows as CPU taken from the same two cores.
               f"{rps_on:.1f} req/s", f"{rps_off:.1f} req/s", f"{rps_on / rps_off:.2f}×"]]),
         "\n" + notes(r)]
     return "\n".join(out)
+
+
+CLASSIC_ERRORS = """
+The classic template's errors at 64 clients are its own, not the load generator's: its
+endpoint is a plain `def`, so FastAPI runs requests on a thread pool, and NumPyro's
+effect-handler stack is a module-level global, so concurrent `Predictive` calls corrupt
+each other's traces (HTTP 500, "all sites must have unique names but got `intercept`
+duplicated" in its log). The workbench traces once per shape bucket at start and calls
+compiled code afterwards, so it has no such race.
+"""
 
 
 def notes(r: dict[str, Any]) -> str:
@@ -389,8 +399,10 @@ WHY = {
     "2000 draws), host quantiles and the response records. Closing it would take a one-row "
     "path without `jax.jit`'s Python dispatch (an ahead-of-time compiled executable) and a "
     "faster event loop and JSON encoder for the whole service (uvloop, orjson: BentoML's "
-    "choice, not ours); across our A/B runs the ratio moved between 1.4× and 1.7× with the "
-    "machine's load alone.",
+    "choice, not ours). The ratio moves with the machine's load: 1.4–1.6× in the three-server "
+    "A/B runs before this one, ~2× per round in full runs with all nine processes up; it "
+    "was 2.40× before the media-type fix, against a floor that then paid the schema cost "
+    "too.",
     "(b) Predictor throughput": "At 64 clients the load generator, the server's event loop "
     "and XLA's compute threads share the same 2 cores; the floor does no work, so every "
     "cycle the Predictor spends computing (padded to its shape bucket: a batch of 17 rows "
