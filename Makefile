@@ -20,7 +20,7 @@ help:
 	@echo "make demo   fit, store, serve and A/B test two Bayesian models; ends on the dashboard"
 	@echo "make test   the whole test suite (real servers, real databases, real browser)"
 	@echo "make lab    JupyterLab on notebooks/ with the project's kernel, widgets and Panel"
-	@echo "make bench  benchmarks (so far: figure (a); see benchmarks/RESULTS.md)"
+	@echo "make bench  benchmarks against peers in one run; rewrites benchmarks/RESULTS.md (BENCH_ARGS=--quick)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove .venv, .tools and the demo's state"
 
@@ -65,7 +65,7 @@ test: venv system-deps
 	$(BIN)/python -m pytest
 
 bench: venv
-	$(BIN)/python benchmarks/bench_compute.py --repeats 50
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests bentos dashboards benchmarks notebooks

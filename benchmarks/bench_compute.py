@@ -3,6 +3,8 @@
 
     .venv/bin/python benchmarks/bench_compute.py [--repeats 50] [--json out.json]
 
+(``make bench`` runs it through ``benchmarks/run.py``.)
+
 Both compute, per row, the mean, standard deviation and central 90% interval of the
 probability of the positive class over 1000 posterior draws of a 30-feature logistic
 regression; results must agree to 1e-5. Medians and interquartile ranges over repeats.
@@ -60,31 +62,37 @@ def classic(post: Posterior) -> Any:
     return summary
 
 
-def timed(fn: Any, repeats: int) -> dict[str, float]:
-    fn()  # compile / warm
-    times = []
+def interleaved(a: Any, b: Any, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Time ``a`` and ``b`` alternately (ABAB...), ``repeats`` times each, after a warm call."""
+    a(), b()  # compile / warm
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    q1, med, q3 = np.percentile(np.array(times) * 1e3, [25, 50, 75])
-    return {"median_ms": float(med), "iqr_ms": float(q3 - q1), "repeats": repeats}
+        for fn, out in ((a, times[0]), (b, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return spread(times[0]), spread(times[1])
 
 
-def main() -> dict[str, Any]:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--json")
-    args = parser.parse_args()
+def spread(seconds: list[float]) -> dict[str, float]:
+    q1, med, q3 = np.percentile(np.array(seconds) * 1e3, [25, 50, 75])
+    return {"median_ms": float(med), "iqr_ms": float(q3 - q1), "repeats": len(seconds)}
+
+
+def machine() -> dict[str, str]:
+    return {"python": platform.python_version(), "jax": jax.__version__,
+            "numpyro": numpyro.__version__,
+            "cpu": platform.processor() or platform.machine(), "devices": str(jax.devices())}
+
+
+def run(repeats: int = 50) -> dict[str, Any]:
+    """Figure (a) for 1 and 256 rows; raises if the two answers differ by 1e-5 or more."""
     post = posterior()
     ours = Predictor(post)
     ours.warmup()
     peer = classic(post)
     key = jax.random.PRNGKey(0)
-    out: dict[str, Any] = {"machine": {"python": platform.python_version(),
-                                       "jax": jax.__version__, "numpyro": numpyro.__version__,
-                                       "cpu": platform.processor() or platform.machine(),
-                                       "devices": str(jax.devices())}, "figures": {}}
+    out: dict[str, Any] = {"machine": machine(), "figures": {}}
     for rows in (1, 256):
         X = np.random.default_rng(rows).normal(size=(rows, FEATURES)).astype(np.float32)
         mine = ours.summarize(X, 0.9)
@@ -92,11 +100,20 @@ def main() -> dict[str, Any]:
         diff = max(float(np.max(np.abs(mine[k] - v))) for k, v in
                    zip(("mean", "std", "lower", "upper"), theirs, strict=True))
         assert diff < 1e-5, f"results differ by {diff}"
-        a = timed(lambda X=X: ours.summarize(X, 0.9), args.repeats)
-        b = timed(lambda X=X: jax.block_until_ready(peer(key, X)), args.repeats)
+        a, b = interleaved(lambda X=X: ours.summarize(X, 0.9),
+                           lambda X=X: jax.block_until_ready(peer(key, X)), repeats)
         out["figures"][f"{rows} rows x {DRAWS} draws"] = {
             "workbench": a, "jit(Predictive)+jnp.quantile": b,
             "speedup": b["median_ms"] / a["median_ms"], "max_abs_difference": diff}
+    return out
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    out = run(args.repeats)
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:

@@ -91,6 +91,24 @@ def test_pending_ids_are_known_before_they_are_written(engine):
     assert events.exists(engine, row["request_id"]) == "exp"
 
 
+def test_the_event_log_can_be_switched_off(monkeypatch, tmp_path):
+    eng = events.engine(f"sqlite:///{tmp_path / 'events.db'}")
+    monkeypatch.setenv("WORKBENCH_EVENT_LOG", "off")
+    assert not events.log_enabled()
+    writer = events.EventWriter(eng)
+    row = _prediction()
+    writer.prediction(row)
+    writer.outcome({"request_id": row["request_id"], "ts": time.time(),
+                    "experiment": "exp", "outcome": 1})
+    writer.close()
+    assert not writer.is_pending(row["request_id"]) and events.exists(eng, row["request_id"]) \
+        is None and writer.written == {"predictions": 0, "outcomes": 0}
+    monkeypatch.setenv("WORKBENCH_EVENT_LOG", "on")
+    on = events.EventWriter(eng, flush_every=0.01)
+    assert events.log_enabled() and on.enabled
+    on.close()
+
+
 def test_default_url_is_a_sqlite_file_under_workbench_home(monkeypatch, tmp_path):
     monkeypatch.delenv("WORKBENCH_DB_URL", raising=False)
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))

@@ -25,7 +25,7 @@ _REFS = ",".join(dict.fromkeys(CONFIG.models().values()))
 os.environ.setdefault("WORKBENCH_MODELS", _REFS)  # what the Predictor below must serve
 TAGS = serving.model_refs(getattr(ARGS, "models", None) or _REFS)
 
-from predictor_service import Predictor  # noqa: E402  (reads WORKBENCH_MODELS on import)
+from predictor_service import JSON, Predictor  # noqa: E402  (reads WORKBENCH_MODELS on import)
 
 
 @bentoml.asgi_app(gateway.http_app(lambda: bentoml.get_current_service().gateway,
@@ -37,6 +37,7 @@ class Experiment:
     predictor = bentoml.depends(Predictor)
 
     def __init__(self) -> None:
+        gateway.keep_one_session(getattr(self.predictor, "to_async", None))
         engine = events.engine()
         self.gateway = gateway.Gateway(
             CONFIG, gateway.arm_models(CONFIG, TAGS, store.metadata),
@@ -55,7 +56,7 @@ class Experiment:
         instances: list[Any],
         interval_mass: Annotated[float, Field(gt=0, lt=1, strict=True)] = 0.9,
         draws: Annotated[int, Field(ge=0, strict=True)] = 0,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """The assigned arm's prediction, with request_id, experiment and arm."""
         return await serving.respond(self.gateway.predict(
             unit, instances, interval_mass=interval_mass, draws=draws))

@@ -13,6 +13,7 @@ import os
 from typing import Annotated, Any
 
 import bentoml
+from bentoml.validators import ContentType
 from pydantic import Field
 
 with bentoml.importing():
@@ -26,6 +27,9 @@ REMOTE = str(getattr(ARGS, "remote", "")).lower() in ("1", "true", "yes") or boo
 MODELS = {} if REMOTE else serving.model_refs(getattr(ARGS, "models", None))
 TAGS = list(dict.fromkeys(MODELS.values()))
 EXAMPLE_INPUT = serving.example_input(TAGS[0]) if TAGS else {"instances": [[0.0]]}
+# A declared media type spares BentoML a JSON-schema generation per response (py-spy:
+# ~17% of the event loop's busy time at one client; benchmarks/RESULTS.md).
+JSON = Annotated[dict[str, Any], ContentType("application/json")]
 
 
 @bentoml.asgi_app(serving.http_app(lambda: bentoml.get_current_service().server), path="/")
@@ -61,7 +65,7 @@ class Predictor:
         model: str | None = None,
         interval_mass: Annotated[float, Field(gt=0, lt=1, strict=True)] = 0.9,
         draws: Annotated[int, Field(ge=0, strict=True)] = 0,
-    ) -> dict[str, Any]:
+    ) -> JSON:
         """Posterior-predictive summary per row; ``model`` is a tag, name or alias."""
         return await serving.respond(self.server.predict(
             instances, model=model, interval_mass=interval_mass, draws=draws))

@@ -5,6 +5,8 @@ SQLAlchemy Core over a SQLite file in WAL mode by default (``$WORKBENCH_HOME/eve
 ``postgresql+psycopg://user@host/db``). Writes go through :class:`EventWriter`: a request
 only enqueues; a background thread inserts in batches; :meth:`EventWriter.close` (called
 on a clean shutdown, SIGTERM included) flushes everything accepted before it returns.
+``WORKBENCH_EVENT_LOG=off`` turns the writer into a no-op (nothing is recorded, so
+feedback cannot find its request); it exists to measure the log's cost (benchmarks/).
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ def default_url() -> str:
     return f"sqlite:///{home / 'events.db'}"
 
 
+def log_enabled() -> bool:
+    """False when ``WORKBENCH_EVENT_LOG`` is ``off`` (or ``0``, ``false``, ``no``)."""
+    return os.environ.get("WORKBENCH_EVENT_LOG", "on").strip().lower() not in (
+        "off", "0", "false", "no")
+
+
 def engine(url: str | None = None) -> sa.Engine:
     """An engine with the tables created; SQLite gets WAL and a busy timeout."""
     url = url or default_url()
@@ -110,9 +118,13 @@ class EventWriter:
         Seconds between flushes when traffic is light.
     max_batch
         Rows per INSERT statement.
+    enabled
+        False: record nothing (default: :func:`log_enabled`, i.e. ``WORKBENCH_EVENT_LOG``).
     """
 
-    def __init__(self, eng: sa.Engine, *, flush_every: float = 0.2, max_batch: int = 500) -> None:
+    def __init__(self, eng: sa.Engine, *, flush_every: float = 0.2, max_batch: int = 500,
+                 enabled: bool | None = None) -> None:
+        self.enabled = log_enabled() if enabled is None else enabled
         self.engine = eng
         self.flush_every = flush_every
         self.max_batch = max_batch
@@ -122,17 +134,24 @@ class EventWriter:
         self.written = {"predictions": 0, "outcomes": 0}
         self.failures = 0
         self._thread = threading.Thread(target=self._loop, name="workbench-events", daemon=True)
-        self._closed = False
-        self._thread.start()
+        self._closed = not self.enabled
+        if self.enabled:
+            self._thread.start()
+        else:
+            logger.warning("event log off (WORKBENCH_EVENT_LOG=off): predictions and "
+                           "outcomes are not recorded")
 
     def prediction(self, row: dict[str, Any]) -> None:
         """Enqueue one prediction row (see :data:`predictions`)."""
+        if not self.enabled:
+            return
         with self._lock:
             self._pending.add(row["request_id"])
         self._queue.put(("predictions", row))
 
     def outcome(self, row: dict[str, Any]) -> None:
-        self._queue.put(("outcomes", row))
+        if self.enabled:
+            self._queue.put(("outcomes", row))
 
     def is_pending(self, request_id: str) -> bool:
         with self._lock:
