@@ -313,7 +313,9 @@ inserts in batches, so the cost shows as CPU taken from the same two cores.
               f"{h['paired']['gateway / gateway (log off) p50']['median']:.2f}× (paired)"],
              [f"throughput, {h['clients']} clients",
               f"{rps_on:.1f} req/s", f"{rps_off:.1f} req/s", f"{rps_on / rps_off:.2f}×"]]),
-        "\n" + notes(r)]
+        "\n" + notes(r),
+        "\n## On a GPU\n\nNot part of `make bench` (this machine has no GPU): "
+        "`benchmarks/gpu_check.sh` on a lent NVIDIA H100, results in `benchmarks/GPU.md`.\n"]
     return "\n".join(out)
 
 
