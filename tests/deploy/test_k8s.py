@@ -5,17 +5,24 @@ with each other, with the images and with the code that reads their environment.
 from __future__ import annotations
 
 import copy
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import kubernetes_validate
 import pytest
 import sqlalchemy as sa
 import yaml
-from servers import ROOT
+from conftest import make_posterior
+from servers import BENTOML, ROOT, Server, wait_until_ready
 
-from workbench import events
+from workbench import artifact, events, store
+from workbench.serving import free_port
 
 K8S = ROOT / "deploy" / "k8s"
 VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
@@ -136,6 +143,55 @@ def test_model_load_variant_imports_into_a_shared_bentoml_home():
     assert spec["securityContext"]["fsGroup"] == IMAGE_UID  # the volume is the user's
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert "secretKeyRef" in env_of(init)[key]["valueFrom"]
+
+
+@pytest.fixture
+def s3_server(tmp_path) -> Iterator[str]:
+    """A local S3-compatible server (moto), on a free loopback port."""
+    port = free_port()
+    log = tmp_path / "moto.log"
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p",
+             str(port)], stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    wait_until_ready(server, timeout=60, path="/")
+    yield server.url
+    server.stop()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_model_load_init_container_command_imports_the_exported_model(s3_server, tmp_path,
+                                                                      monkeypatch):
+    """The initContainer's args and env, as the kubelet would expand them (Secret values
+    supplied here), run with this environment's bentoml against an S3 server."""
+    (init,) = of_kind("Deployment")["predictor-model-load"]["spec"]["template"]["spec"][
+        "initContainers"]
+    secret = {"access-key-id": "testing", "secret-access-key": "testing",
+              "endpoint-url": s3_server}
+    env = {name: e["value"] if "value" in e else secret[e["valueFrom"]["secretKeyRef"]["key"]]
+           for name, e in env_of(init).items()}
+    env["BENTOML_HOME"] = str(tmp_path / "emptydir")  # the pod's shared volume
+    url = env["WORKBENCH_MODEL_URL"]
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.setenv(name, env[name])
+    import boto3
+
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=urlparse(url).netloc)
+    tag = store.save(make_posterior("binary", name="k8s-model-load"))
+    store.export(tag, url)  # what `workbench models export TAG URL` puts there
+
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in init["args"]]
+    assert args[:1] == ["bentoml"]
+    out = subprocess.run([BENTOML, *args[1:]], env=dict(os.environ) | env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    listed = subprocess.run([BENTOML, "models", "get", tag], env=dict(os.environ) | env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    name, version = tag.split(":")
+    assert (Path(env["BENTOML_HOME"]) / "models" / name / version / artifact.FILENAME).is_file()
 
 
 def test_the_gateway_sends_events_to_postgresql(monkeypatch):
