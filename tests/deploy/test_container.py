@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,6 @@ from conftest import make_posterior, require
 from servers import BENTOML, ROOT, Server, bentoml_serve, wait_until_ready
 
 from workbench import store
-from workbench.build import build_predictor
 from workbench.serving import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -39,7 +39,10 @@ CONTAINER = "workbench-test-predictor"
 def progress(config: pytest.Config, message: str) -> None:
     """A line on the terminal even while output is captured: these phases take minutes."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         reporter.write_line(f"[container] {message}")
 
 
@@ -122,10 +125,14 @@ def base_image(container_env, timings, request, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def bento() -> str:
-    """A Predictor bento serving a classifier (default) and a regression."""
+    """A Predictor bento serving a classifier (default) and a regression, built by the CLI
+    in its own process (a build in this one would leave its bento arguments behind)."""
     store.save(make_posterior("binary", name="container-logistic"), alias="ctr-champion")
     store.save(make_posterior("regression", name="container-linear"), alias="ctr-reg")
-    return build_predictor(["ctr-champion", "ctr-reg"])
+    out = subprocess.run([sys.executable, "-m", "workbench.cli", "build", "predictor",
+                          "--model", "ctr-champion", "--model", "ctr-reg"],
+                         capture_output=True, text=True, check=True, timeout=600)
+    return out.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="session")
@@ -163,25 +170,28 @@ def test_image_serves_the_same_answers_as_bentoml_serve(bento, image, container_
     assert entrypoint == ["/home/bentoml/bento/env/docker/entrypoint.sh"]
     assert config["User"] == "bentoml"  # the image does not run as root
 
-    host = bentoml_serve([bento], env=dict(os.environ), log=tmp_path / "host.log")
-    started = time.monotonic()
-    buildah(container_env, "from", "--name", CONTAINER, image)
-    timings["buildah from"] = time.monotonic() - started
-    port = free_port()
-    log = tmp_path / "container.log"
-    started = time.monotonic()
-    with open(log, "wb") as handle:  # the image's entrypoint, as its user, loopback only
-        process = subprocess.Popen(
-            ["buildah", "run", "--isolation", "chroot", CONTAINER, "--", *entrypoint,
-             "--host", "127.0.0.1", "--port", str(port)],
-            env=container_env, stdout=handle, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    served = Server(process, f"http://127.0.0.1:{port}", log)
+    host = bentoml_serve([bento], env=dict(os.environ), log=tmp_path / "host.log",
+                         wait_ready=False)  # starts while the container is created
+    process = None
     try:
+        started = time.monotonic()
+        buildah(container_env, "from", "--name", CONTAINER, image)
+        timings["buildah from"] = time.monotonic() - started
+        port = free_port()
+        log = tmp_path / "container.log"
+        started = time.monotonic()
+        with open(log, "wb") as handle:  # the image's entrypoint, as its user, on loopback
+            process = subprocess.Popen(
+                ["buildah", "run", "--isolation", "chroot", CONTAINER, "--", *entrypoint,
+                 "--host", "127.0.0.1", "--port", str(port)],
+                env=container_env, stdout=handle, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        served = Server(process, f"http://127.0.0.1:{port}", log)
         wait_until_ready(served, timeout=300)
         timings["container to ready"] = time.monotonic() - started
         progress(request.config, f"{image} ready on {served.url} in "
                                  f"{timings['container to ready']:.0f}s")
+        wait_until_ready(host)
         for path in ("/readyz", "/livez"):
             assert httpx.get(served.url + path).status_code == 200
         payloads = [{"instances": [[0.1, -0.2, 0.3, 1.5], [2.0, 0.0, -1.0, 0.5]], "draws": 3},
@@ -202,6 +212,7 @@ def test_image_serves_the_same_answers_as_bentoml_serve(bento, image, container_
                                  f"{meta['build']['python']}, the host "
                                  f"{httpx.get(host.url + '/metadata').json()['build']['python']}")
     finally:
-        stop_tree(process)
+        if process is not None:
+            stop_tree(process)
         host.stop()
         buildah(container_env, "rm", CONTAINER, check=False)
