@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,6 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 DEPLOY = ROOT / "deploy"
 STORAGE = DEPLOY / ".containers"
-BASE_IMAGE = "docker.io/library/python:3.11-slim"  # what the Dockerfile's FROM resolves to
 IMAGE = "localhost/workbench-test-predictor"
 CONTAINER = "workbench-test-predictor"
 
@@ -44,6 +44,7 @@ def progress(config: pytest.Config, message: str) -> None:
         return
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         reporter.write_line(f"[container] {message}")
+        reporter.flush()
 
 
 def run(args: list[str], env: dict[str, str], log: Path, what: str,
@@ -109,18 +110,32 @@ def timings(request) -> Iterator[dict[str, float]]:
     progress(request.config, ", ".join(f"{k} {v:.0f}s" for k, v in phases.items()))
 
 
+def base_image_of(bento: str) -> str:
+    """The image the bento's generated Dockerfile starts FROM, as a full reference."""
+    name, version = bento.split(":")
+    dockerfile = store.home() / "bentos" / name / version / "env" / "docker" / "Dockerfile"
+    (ref,) = re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), flags=re.M)
+    first = ref.split("/")[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return ref  # already names its registry
+    return f"docker.io/{ref if '/' in ref else 'library/' + ref}"
+
+
 @pytest.fixture(scope="session")
-def base_image(container_env, timings, request, tmp_path_factory) -> str:
-    """The stand-in base image, built once (minutes: debootstrap) and then reused."""
+def base_image(bento, container_env, timings, request, tmp_path_factory) -> str:
+    """A stand-in for the bento's base image, under its name: built once (minutes:
+    debootstrap), then reused."""
+    image = base_image_of(bento)
+    assert image == "docker.io/library/python:3.11-slim"  # what deploy/base-image.sh stands for
     log = tmp_path_factory.mktemp("container") / "base-image.log"
-    progress(request.config, f"base image {BASE_IMAGE} (deploy/base-image.sh; log {log})")
+    progress(request.config, f"base image {image} (deploy/base-image.sh; log {log})")
     started = time.monotonic()
-    out = run([str(DEPLOY / "base-image.sh"), BASE_IMAGE], container_env, log,
+    out = run([str(DEPLOY / "base-image.sh"), image], container_env, log,
               "deploy/base-image.sh", timeout=1200)
     timings["base image"] = time.monotonic() - started
     progress(request.config, f"{out.strip().splitlines()[-1]} "
                              f"in {timings['base image']:.0f}s")
-    return BASE_IMAGE
+    return image
 
 
 @pytest.fixture(scope="session")
