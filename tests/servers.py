@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from workbench.background import BENTOML, start
 from workbench.background import BackgroundServer as Server
-from workbench.background import start
 from workbench.serving import free_port
 
-__all__ = ["ROOT", "Server", "bentoml_serve", "free_port"]
+__all__ = ["BENTOML", "ROOT", "Server", "bentoml_serve", "free_port", "wait_until_ready"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,3 +20,7 @@ def bentoml_serve(target: Sequence[str], *, env: dict[str, str], log: Path,
     first, *args = target
     return start(first, args=args, env=env, log=log, wait=wait_ready,
                  ready_timeout=ready_timeout)
+
+
+def wait_until_ready(server: Server, timeout: float = 180, path: str = "/readyz") -> None:
+    server.wait_ready(timeout, path)

@@ -102,18 +102,28 @@ def model_refs(spec: str | None) -> dict[str, str]:
 
 
 def remote_models() -> dict[str, str]:
-    """The model source of a Predictor built without its model: import the posterior
-    exported at ``$WORKBENCH_MODEL_URL`` (``s3://bucket/key.bentomodel``, or any URL
-    BentoML's fsspec-based import reads) into the local model store; serve it by its tag.
-    Credentials and endpoint come from the environment (``AWS_ACCESS_KEY_ID``, ...,
-    ``AWS_ENDPOINT_URL_S3``)."""
+    """The model source of a Predictor built without its model (``--remote``).
+
+    With ``$WORKBENCH_MODEL_URL`` (``s3://bucket/key.bentomodel``, or any URL BentoML's
+    fsspec-based import reads), import the posterior exported there into the local model
+    store and serve it by its tag; credentials and endpoint come from the environment
+    (``AWS_ACCESS_KEY_ID``, ..., ``AWS_ENDPOINT_URL_S3``). Without it, serve what an
+    initContainer imported into the store: ``$WORKBENCH_MODELS``, else its only model.
+    """
     from workbench import store
 
     url = os.environ.get("WORKBENCH_MODEL_URL")
     if not url:
-        raise ModelNotFound("this Predictor was built without its model and "
-                            "WORKBENCH_MODEL_URL is not set",
-                            detail={"expected": "WORKBENCH_MODEL_URL=s3://bucket/key"})
+        if os.environ.get("WORKBENCH_MODELS"):
+            return model_refs(None)
+        tags = [m.tag for m in store.list_models()]
+        if len(tags) == 1:
+            return {tags[0]: tags[0]}
+        raise ModelNotFound(
+            "this Predictor was built without its model: set WORKBENCH_MODEL_URL, or import "
+            f"exactly one model into its store first (found {len(tags)})",
+            detail={"expected": "WORKBENCH_MODEL_URL=s3://bucket/key, or WORKBENCH_MODELS",
+                    "in the store": tags[:20]})
     logger.info("workbench: importing the model from %s", url)
     tag = store.import_(url, exist_ok=True)
     logger.info("workbench: imported %s from %s", tag, url)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import kubernetes_validate
 import pytest
 import sqlalchemy as sa
 import yaml
 from conftest import make_posterior
-from servers import BENTOML, ROOT, Server, wait_until_ready
+from servers import BENTOML, ROOT, Server, bentoml_serve, wait_until_ready
 
 from workbench import artifact, events, store
 from workbench.serving import free_port
@@ -134,7 +135,9 @@ def test_model_load_variant_imports_into_a_shared_bentoml_home():
     assert init["args"] == ["bentoml", "models", "import", "$(WORKBENCH_MODEL_URL)"]
     assert "command" not in init  # the image's entrypoint activates its environment
     assert env_of(init)["WORKBENCH_MODEL_URL"]["value"].startswith("s3://")
-    assert env_of(server)["WORKBENCH_MODEL_URL"] == env_of(init)["WORKBENCH_MODEL_URL"]
+    assert init["image"] == server["image"] == "predictor-remote"  # `build predictor --remote`
+    # the server serves the one model imported into the volume: no URL, no credentials
+    assert {"WORKBENCH_MODEL_URL", "AWS_ACCESS_KEY_ID"}.isdisjoint(env_of(server))
     home = env_of(init)["BENTOML_HOME"]["value"]
     assert env_of(server)["BENTOML_HOME"]["value"] == home
     for container in (init, server):
@@ -192,6 +195,23 @@ def test_model_load_init_container_command_imports_the_exported_model(s3_server,
     assert listed.returncode == 0, listed.stderr
     name, version = tag.split(":")
     assert (Path(env["BENTOML_HOME"]) / "models" / name / version / artifact.FILENAME).is_file()
+
+    # The server container: the remote Predictor with the server's env (no URL, no
+    # credentials) serves the one model in the shared store.
+    (container,) = containers(of_kind("Deployment")["predictor-model-load"])
+    server_env = {k: e["value"] for k, e in env_of(container).items()}
+    server_env["BENTOML_HOME"] = env["BENTOML_HOME"]
+    run_env = {k: v for k, v in os.environ.items()
+               if not k.startswith("AWS_") and k not in ("WORKBENCH_MODEL_URL",
+                                                          "WORKBENCH_MODELS")}
+    server = bentoml_serve(["service:Predictor", "--working-dir",
+                            str(ROOT / "bentos" / "predictor"), "--arg", "remote=true"],
+                           env=run_env | server_env, log=tmp_path / "server.log")
+    try:
+        served = httpx.post(server.url + "/predict", json={"instances": [[0.0] * 4]}).json()
+        assert served["model"] == tag
+    finally:
+        server.stop()
 
 
 def test_the_gateway_sends_events_to_postgresql(monkeypatch):
