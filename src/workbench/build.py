@@ -105,7 +105,6 @@ def yaml_dump(value: Any) -> str:
 def _build(source: str, *, name: str, args: dict[str, Any], packages: list[str],
            labels: dict[str, str], version_: str | None,
            files: dict[str, str] | None = None) -> str:
-    import bentoml
 
     src = bentos_dir() / source
     if not (src / "service.py").is_file():
@@ -118,7 +117,7 @@ def _build(source: str, *, name: str, args: dict[str, Any], packages: list[str],
             (ctx / filename).write_text(text)
         shutil.copytree(Path(workbench.__file__).parent, ctx / "workbench",
                         ignore=shutil.ignore_patterns("__pycache__", "bentos"))
-        bento = bentoml.bentos.build(
+        bento = _build_keeping_arguments(
             "service:" + source.capitalize(),
             name=name,
             version=version_,
@@ -130,3 +129,17 @@ def _build(source: str, *, name: str, args: dict[str, Any], packages: list[str],
             args=args,
         )
     return str(bento.tag)
+
+
+def _build_keeping_arguments(*args: Any, **kwargs: Any) -> Any:
+    """``bentoml.bentos.build``, then restore the process's bento arguments: BentoML sets
+    the built bento's as a global, which would leak into any service imported later in the
+    same process (a notebook's, a test's)."""
+    import bentoml
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    before = dict(BentoMLContainer.bento_arguments.get())
+    try:
+        return bentoml.bentos.build(*args, **kwargs)
+    finally:
+        BentoMLContainer.bento_arguments.set(before)

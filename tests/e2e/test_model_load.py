@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import bentoml
 import httpx
 import numpy as np
 import pytest
@@ -76,7 +77,9 @@ def _wait_for_log(server: Server, text: str, timeout: float = 120) -> None:
 
 
 def test_remote_bento_imports_its_model_from_s3_and_only_then_is_ready(champion, s3, tmp_path):
+    before = vars(bentoml.use_arguments())
     tag = build_predictor(remote=True)
+    assert vars(bentoml.use_arguments()) == before  # the build's args do not leak
     bento_dir = store.home() / "bentos" / "predictor-remote" / tag.split(":")[1]
     info = yaml.safe_load((bento_dir / "bento.yaml").read_text())
     assert [m for s in info["services"] for m in s["models"]] == []  # built without it
