@@ -101,3 +101,20 @@ def postgres_url() -> str:
     subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
                    check=False, capture_output=True)
     shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> str:
+    """moto's S3-compatible server on a free loopback port (the stand-in for a bucket);
+    yields its URL. Point SDKs at it with ``AWS_ENDPOINT_URL_S3`` and any credentials."""
+    import sys
+
+    from workbench.background import launch
+    from workbench.serving import free_port
+
+    port = free_port()
+    server = launch([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
+                     "-p", str(port)], port=port, ready_path="/moto-api/", ready_timeout=60,
+                    log=tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server.url
+    server.stop()

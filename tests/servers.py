@@ -9,7 +9,7 @@ from workbench.background import BENTOML, start
 from workbench.background import BackgroundServer as Server
 from workbench.serving import free_port
 
-__all__ = ["BENTOML", "ROOT", "Server", "bentoml_serve", "free_port", "wait_until_ready"]
+__all__ = ["BENTOML", "ROOT", "Server", "bentoml_serve", "free_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +21,3 @@ def bentoml_serve(target: Sequence[str], *, env: dict[str, str], log: Path,
     return start(first, args=args, env=env, log=log, wait=wait_ready,
                  ready_timeout=ready_timeout)
 
-
-def wait_until_ready(server: Server, timeout: float = 180, path: str = "/readyz") -> None:
-    server.wait_ready(timeout, path)

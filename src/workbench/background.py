@@ -1,9 +1,10 @@
-"""``bentoml serve`` in the background: for notebooks, the demo, benchmarks and tests.
+"""Local servers in the background: for notebooks, the demo and the tests.
 
-:func:`start` runs ``bentoml serve TARGET`` on a free loopback port in its own process
-group, logs to a file, waits for ``/readyz`` and returns a :class:`BackgroundServer`;
-:meth:`BackgroundServer.stop` (also on leaving a ``with`` block, and at interpreter exit)
-signals the whole group, so no worker outlives the notebook that started it.
+:func:`start` runs ``bentoml serve TARGET`` on a free loopback port (:func:`launch` any
+other server command) in its own process group, logs to a file, waits until it is ready
+and returns a :class:`BackgroundServer`; :meth:`BackgroundServer.stop` (also on leaving a
+``with`` block, and at interpreter exit) signals the whole group, so no worker outlives
+the notebook that started it.
 """
 
 from __future__ import annotations
@@ -95,6 +96,25 @@ class BackgroundServer:
         return f"<BackgroundServer {self.url} pid={self.pid} {state}>"
 
 
+def launch(command: Sequence[str], *, port: int, log: str | Path,
+           env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
+           ready_path: str | None = "/readyz", ready_timeout: float = 180.0
+           ) -> BackgroundServer:
+    """Start any local server ``command`` (listening on 127.0.0.1:``port``) in its own
+    process group, logging to ``log``; wait until ``ready_path`` answers 200 unless it is
+    None. Stopped by :meth:`BackgroundServer.stop`, at the latest at interpreter exit."""
+    log = Path(log)
+    with open(log, "wb") as handle:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(list(command), stdout=handle, stderr=subprocess.STDOUT,
+                                   env=dict(env) if env is not None else None, cwd=cwd,
+                                   start_new_session=True)
+    server = BackgroundServer(process, f"http://127.0.0.1:{port}", log)
+    atexit.register(server.stop)
+    if ready_path is not None:
+        server.wait_ready(ready_timeout, path=ready_path)
+    return server
+
+
 def start(target: str, *, working_dir: str | Path | None = None, args: Sequence[str] = (),
           env: Mapping[str, str] | None = None, port: int | None = None,
           log: str | Path | None = None, wait: bool = True,
@@ -118,13 +138,6 @@ def start(target: str, *, working_dir: str | Path | None = None, args: Sequence[
     command = [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port), *args]
     if working_dir is not None:
         command += ["--working-dir", str(working_dir)]
-    log = Path(log) if log else Path(tempfile.gettempdir()) / f"workbench-serve-{port}.log"
-    with open(log, "wb") as handle:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
-                                   env=dict(env) if env is not None else None,
-                                   cwd=working_dir, start_new_session=True)
-    server = BackgroundServer(process, f"http://127.0.0.1:{port}", log)
-    atexit.register(server.stop)
-    if wait:
-        server.wait_ready(ready_timeout)
-    return server
+    return launch(command, port=port, env=env, cwd=working_dir,
+                  log=log or Path(tempfile.gettempdir()) / f"workbench-serve-{port}.log",
+                  ready_path="/readyz" if wait else None, ready_timeout=ready_timeout)

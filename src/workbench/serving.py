@@ -59,25 +59,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str, process: Any, *, timeout: float = 180.0,
-               what: str = "the server") -> None:
-    """Poll ``url``/readyz until it answers 200; fail fast if ``process`` exits."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {process.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    process.terminate()
-    raise TimeoutError(f"{what} was not ready in {timeout:.0f}s")
-
-
 def model_refs(spec: str | None) -> dict[str, str]:
     """Which models a Predictor serves: ``{ref: tag}``, the first being the default.
 

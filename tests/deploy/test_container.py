@@ -23,9 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import make_posterior, require
-from servers import BENTOML, ROOT, Server, bentoml_serve, wait_until_ready
+from servers import BENTOML, ROOT, bentoml_serve
 
 from workbench import store
+from workbench.background import launch
 from workbench.serving import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -141,7 +142,7 @@ def base_image(bento, container_env, timings, request, tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def bento() -> str:
     """A Predictor bento serving a classifier (default) and a regression, built by the CLI
-    in its own process (a build in this one would leave its bento arguments behind)."""
+    as a user builds it."""
     store.save(make_posterior("binary", name="container-logistic"), alias="ctr-champion")
     store.save(make_posterior("regression", name="container-linear"), alias="ctr-reg")
     out = subprocess.run([sys.executable, "-m", "workbench.cli", "build", "predictor",
@@ -195,18 +196,16 @@ def test_image_serves_the_same_answers_as_bentoml_serve(bento, image, container_
         port = free_port()
         log = tmp_path / "container.log"
         started = time.monotonic()
-        with open(log, "wb") as handle:  # the image's entrypoint, as its user, on loopback
-            process = subprocess.Popen(
-                ["buildah", "run", "--isolation", "chroot", CONTAINER, "--", *entrypoint,
-                 "--host", "127.0.0.1", "--port", str(port)],
-                env=container_env, stdout=handle, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        served = Server(process, f"http://127.0.0.1:{port}", log)
-        wait_until_ready(served, timeout=300)
+        served = launch(  # the image's entrypoint, as its user, on loopback
+            ["buildah", "run", "--isolation", "chroot", CONTAINER, "--", *entrypoint,
+             "--host", "127.0.0.1", "--port", str(port)],
+            port=port, env=container_env, log=log, ready_path=None)
+        process = served.process
+        served.wait_ready(300)
         timings["container to ready"] = time.monotonic() - started
         progress(request.config, f"{image} ready on {served.url} in "
                                  f"{timings['container to ready']:.0f}s")
-        wait_until_ready(host)
+        host.wait_ready()
         for path in ("/readyz", "/livez"):
             assert httpx.get(served.url + path).status_code == 200
         payloads = [{"instances": [[0.1, -0.2, 0.3, 1.5], [2.0, 0.0, -1.0, 0.5]], "draws": 3},

@@ -8,8 +8,6 @@ import copy
 import os
 import re
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -20,10 +18,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from conftest import make_posterior
-from servers import BENTOML, ROOT, Server, bentoml_serve, wait_until_ready
+from servers import BENTOML, ROOT, bentoml_serve
 
 from workbench import artifact, events, store
-from workbench.serving import free_port
 
 K8S = ROOT / "deploy" / "k8s"
 VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
@@ -146,21 +143,6 @@ def test_model_load_variant_imports_into_a_shared_bentoml_home():
     assert spec["securityContext"]["fsGroup"] == IMAGE_UID  # the volume is the user's
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert "secretKeyRef" in env_of(init)[key]["valueFrom"]
-
-
-@pytest.fixture
-def s3_server(tmp_path) -> Iterator[str]:
-    """A local S3-compatible server (moto), on a free loopback port."""
-    port = free_port()
-    log = tmp_path / "moto.log"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p",
-             str(port)], stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    wait_until_ready(server, timeout=60, path="/")
-    yield server.url
-    server.stop()
 
 
 @pytest.mark.e2e

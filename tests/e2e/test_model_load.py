@@ -7,10 +7,7 @@ why in its log, and it retries (an object uploaded later is picked up)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import bentoml
@@ -21,34 +18,21 @@ import yaml
 from servers import ROOT, Server, bentoml_serve
 
 from workbench import datasets, store
-from workbench.background import BackgroundServer
 from workbench.build import build_predictor
 from workbench.predict import Predictor
-from workbench.serving import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 BUCKET = "models"
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory) -> Iterator[dict[str, str]]:
-    """moto's S3 server on a free loopback port; yields the environment that points the
-    AWS SDKs (boto3, s3fs) at it."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("s3") / "moto.log"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p",
-             str(port)], stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    server = BackgroundServer(process, f"http://127.0.0.1:{port}", log)
-    try:
-        server.wait_ready(60, path="/moto-api/")
-        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": server.url}
-        _client(env).create_bucket(Bucket=BUCKET)
-        yield env
-    finally:
-        server.stop()
+def s3(s3_server) -> dict[str, str]:
+    """The environment that points the AWS SDKs (boto3, s3fs) at the local S3 server, with
+    the bucket created."""
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": s3_server}
+    _client(env).create_bucket(Bucket=BUCKET)
+    return env
 
 
 def _client(env: dict[str, str]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from workbench.background import BackgroundServer
+from workbench.background import launch
 from workbench.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,20 +24,15 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> tuple[str, str]:
     port, token = free_port(), secrets.token_hex(16)
-    log = tmp_path_factory.mktemp("lab") / "lab.log"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
-             f"--port={port}", f"--IdentityProvider.token={token}",
-             f"--ServerApp.root_dir={ROOT / 'notebooks'}", "--allow-root",
-             "--LabApp.news_url=", "--LabApp.extension_manager=readonly"],
-            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    server = BackgroundServer(process, f"http://127.0.0.1:{port}", log)
-    try:
-        server.wait_ready(120, path=f"/api/status?token={token}")
-        yield server.url, token
-    finally:
-        server.stop()
+    server = launch(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={ROOT / 'notebooks'}", "--allow-root",
+         "--LabApp.news_url=", "--LabApp.extension_manager=readonly"],
+        port=port, log=tmp_path_factory.mktemp("lab") / "lab.log",
+        ready_path=f"/api/status?token={token}", ready_timeout=120)
+    yield server.url, token
+    server.stop()
 
 
 def test_lab_lists_the_three_notebooks(lab):

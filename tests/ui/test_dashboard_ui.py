@@ -8,19 +8,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from conftest import make_posterior, require
 from servers import ROOT, free_port
 
 from workbench import events, store
+from workbench.background import launch
 
 pytestmark = pytest.mark.ui
 SHOTS = ROOT / "docs" / "screenshots"
@@ -60,24 +59,14 @@ def site(tmp_path_factory):
     store.set_alias("champion", first)
     port = free_port()
     env = os.environ | {"WORKBENCH_DB_URL": db, "WORKBENCH_DASHBOARD_REFRESH": "1"}
-    with open(tmp / "panel.log", "wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "panel"), "serve",
-             str(ROOT / "dashboards" / "workbench.py"), "--address", "127.0.0.1", "--port",
-             str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/workbench"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    yield {"url": url, "engine": eng, "first": first, "second": second,
-           "log": tmp / "panel.log"}
-    os.killpg(proc.pid, 15)
-    proc.wait(30)
+    server = launch(
+        [str(Path(sys.executable).parent / "panel"), "serve",
+         str(ROOT / "dashboards" / "workbench.py"), "--address", "127.0.0.1", "--port",
+         str(port), "--allow-websocket-origin", f"127.0.0.1:{port}"],
+        port=port, env=env, log=tmp / "panel.log", ready_path="/workbench", ready_timeout=120)
+    yield {"url": server.url + "/workbench", "engine": eng, "first": first, "second": second,
+           "log": server.log}
+    server.stop()
 
 
 @pytest.fixture(scope="module")
