@@ -137,7 +137,7 @@ def start(target: str, *, working_dir: str | Path | None = None, args: Sequence[
     port = port or free_port()
     command = [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port), *args]
     if working_dir is not None:
-        command += ["--working-dir", str(working_dir)]
-    return launch(command, port=port, env=env, cwd=working_dir,
+        command += ["--working-dir", str(Path(working_dir).resolve())]
+    return launch(command, port=port, env=env,
                   log=log or Path(tempfile.gettempdir()) / f"workbench-serve-{port}.log",
                   ready_path="/readyz" if wait else None, ready_timeout=ready_timeout)
