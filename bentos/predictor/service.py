@@ -1,8 +1,10 @@
 """The Predictor: posterior-predictive means, standard deviations and credible intervals.
 
-Serve from source (models resolved in the model store now):
+Serve from source (models resolved in the model store now; aliases then follow their moves
+live, unless --arg follow=false or WORKBENCH_FOLLOW_ALIASES=false):
     bentoml serve service:Predictor --working-dir bentos/predictor --arg models=champion
-Build (aliases resolved and frozen into the bento):  workbench build predictor
+Build (aliases resolved and frozen into the bento, which never follows):
+    workbench build predictor
 Without its model (imported at startup from WORKBENCH_MODEL_URL, e.g. s3://bucket/m.bentomodel):
     workbench build predictor --remote
 """
@@ -17,14 +19,18 @@ from bentoml.validators import ContentType
 from pydantic import Field
 
 with bentoml.importing():
-    from workbench import serving, store
+    from workbench import follow, serving, store
 
 ARGS = bentoml.use_arguments()
 GPU = str(getattr(ARGS, "gpu", "")).lower() in ("1", "true", "yes")
 REMOTE = str(getattr(ARGS, "remote", "")).lower() in ("1", "true", "yes") or bool(
     os.environ.get("WORKBENCH_MODEL_URL"))
+# Inside the experiment gateway (imported as predictor_service) it must serve the tags the
+# gateway's arms were resolved to, so it follows aliases only when told to.
+EMBEDDED = __name__ != "service"
+SPEC = getattr(ARGS, "models", None)
 # {ref: tag}, the first being the default; a remote Predictor learns its model at startup.
-MODELS = {} if REMOTE else serving.model_refs(getattr(ARGS, "models", None))
+MODELS = {} if REMOTE else serving.model_refs(SPEC)
 TAGS = list(dict.fromkeys(MODELS.values()))
 EXAMPLE_INPUT = serving.example_input(TAGS[0]) if TAGS else {"instances": [[0.0]]}
 # A declared media type spares BentoML a JSON-schema generation per response (py-spy:
@@ -53,6 +59,9 @@ class Predictor:
             serving.remote_models if REMOTE else MODELS,
             load=store.get if REMOTE else lambda tag: store.from_bento_model(stored[tag]),
             bento=str(bento.tag) if bento else None)
+        if follow.wanted(getattr(ARGS, "follow", None), built=bento is not None or REMOTE,
+                         default=not EMBEDDED):
+            follow.AliasFollower(self.server, refs=follow.followed(SPEC)).start()
         self.server.warmup_in_background()  # /readyz turns ready once every bucket compiled
 
     def __is_ready__(self) -> bool:

@@ -19,6 +19,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,7 @@ class MicroBatcher:
         self.stats = BatchStats()
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
+        self._pending = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batcher")
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -86,7 +88,16 @@ class MicroBatcher:
         self._queued_rows += len(X)
         assert self._wakeup is not None
         self._wakeup.set()
-        return await item.future
+        self._pending += 1
+        try:
+            return await item.future
+        finally:
+            self._pending -= 1
+
+    @property
+    def pending(self) -> int:
+        """Requests submitted and not answered yet (queued or being computed)."""
+        return self._pending
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._task is None or self._loop is not loop or self._task.done():
@@ -150,8 +161,12 @@ class MicroBatcher:
         s.sizes.append(len(batch))
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop the batcher; callable from any thread (a retired model's is closed from the
+        thread that follows aliases)."""
+        task, loop = self._task, self._loop
+        if task is not None and loop is not None and not loop.is_closed():
+            with suppress(RuntimeError):  # the loop closed meanwhile: nothing to cancel
+                loop.call_soon_threadsafe(task.cancel)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

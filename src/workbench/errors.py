@@ -12,6 +12,7 @@ Every error says what was wrong and what was expected. The tree::
     ├── DiagnosticsRefused               an alias refused: the posterior failed its checks
     ├── DatasetError (ValueError)        a dataset or CSV that cannot be loaded
     ├── ConfigError (ValueError)         an invalid configuration
+    ├── Conflict                         an action the experiment's state does not allow
     └── Unavailable                      the service cannot answer now (HTTP 503)
         ├── NotReady                     still loading or compiling
         └── ArmFailed                    an arm's model and its fallback both failed
@@ -81,3 +82,8 @@ class NotReady(Unavailable):
 
 class ArmFailed(Unavailable):
     """Neither the assigned arm nor the control could answer."""
+
+
+class Conflict(WorkbenchError):
+    """An action the experiment's current state does not allow (HTTP 409), e.g. ramping a
+    concluded experiment."""

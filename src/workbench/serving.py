@@ -5,31 +5,49 @@
 name or alias, validates each request on its own, and sends it through a per-model
 :class:`~workbench.batching.MicroBatcher`. Errors a client can cause become a 4xx with
 ``{"error": ..., "detail": ...}``; the service stays up.
+
+What is served at one moment is a :class:`Lineup`, replaced whole by one assignment, so
+a request never sees half of a change: :meth:`ModelServer.repoint` (used by
+:mod:`workbench.follow` when an alias moves) swaps a ref to another version already
+loaded and compiled, and the version no ref uses any more stays reachable by its exact tag
+until :meth:`ModelServer.retire` drops it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from workbench import __version__
 from workbench.artifact import Posterior
 from workbench.batching import MicroBatcher, Overloaded
-from workbench.errors import InputError, ModelNotFound, NotReady, Unavailable, WorkbenchError
+from workbench.card import build_info, describe, sample_output, seconds_since_process_start
+from workbench.errors import (
+    Conflict,
+    InputError,
+    ModelNotFound,
+    NotReady,
+    Unavailable,
+    WorkbenchError,
+)
+from workbench.limits import MAX_BODY_BYTES, MAX_ROWS, BodyLimit  # noqa: F401 (re-exported)
+from workbench.lineup import Lineup, Served, lineup
 from workbench.predict import (
     DEFAULT_BUCKETS,
     DEFAULT_MASS,
     Predictor,
     check_draws,
     check_interval_mass,
+)
+from workbench.sources import (  # noqa: F401 (re-exported: the bentos call serving.model_refs)
+    example_input,
+    model_refs,
+    model_spec,
+    remote_models,
 )
 
 logger = logging.getLogger("workbench.serving")
@@ -46,9 +64,6 @@ def log_to_stderr() -> None:
         root.setLevel(logging.INFO)
         root.propagate = False
 
-MAX_ROWS = int(os.environ.get("WORKBENCH_MAX_ROWS", "1024"))
-MAX_BODY_BYTES = int(os.environ.get("WORKBENCH_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
-
 
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
@@ -59,70 +74,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def model_refs(spec: str | None) -> dict[str, str]:
-    """Which models a Predictor serves: ``{ref: tag}``, the first being the default.
-
-    ``spec`` is a comma-separated list (the bento argument ``models``, else the
-    ``WORKBENCH_MODELS`` environment variable, else ``champion``). Items ``alias=tag`` are
-    taken as they are (a built bento carries these, frozen at build time); other items
-    (aliases, names, tags) are resolved in the model store now.
-    """
-    from workbench import store
-
-    spec = spec or os.environ.get("WORKBENCH_MODELS") or "champion"
-    out: dict[str, str] = {}
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
-        ref, sep, tag = item.partition("=")
-        out[ref] = tag if sep else store.resolve(ref)
-    if not out:
-        raise ModelNotFound("no models named to serve",
-                            detail={"expected": "e.g. --arg models=champion,challenger"})
-    return out
-
-
-def remote_models() -> dict[str, str]:
-    """The model source of a Predictor built without its model (``--remote``).
-
-    With ``$WORKBENCH_MODEL_URL`` (``s3://bucket/key.bentomodel``, or any URL BentoML's
-    fsspec-based import reads), import the posterior exported there into the local model
-    store and serve it by its tag; credentials and endpoint come from the environment
-    (``AWS_ACCESS_KEY_ID``, ..., ``AWS_ENDPOINT_URL_S3``). Without it, serve what an
-    initContainer imported into the store: ``$WORKBENCH_MODELS``, else its only model.
-    """
-    from workbench import store
-
-    url = os.environ.get("WORKBENCH_MODEL_URL")
-    if not url:
-        if os.environ.get("WORKBENCH_MODELS"):
-            return model_refs(None)
-        tags = [m.tag for m in store.list_models()]
-        if len(tags) == 1:
-            return {tags[0]: tags[0]}
-        raise ModelNotFound(
-            "this Predictor was built without its model: set WORKBENCH_MODEL_URL, or import "
-            f"exactly one model into its store first (found {len(tags)})",
-            detail={"expected": "WORKBENCH_MODEL_URL=s3://bucket/key, or WORKBENCH_MODELS",
-                    "in the store": tags[:20]})
-    logger.info("workbench: importing the model from %s", url)
-    tag = store.import_(url, exist_ok=True)
-    logger.info("workbench: imported %s from %s", tag, url)
-    return {tag: tag}
-
-
-def example_input(tag: str) -> dict[str, Any]:
-    """A request body that the model ``tag`` accepts (zeros: the training mean)."""
-    from workbench import store
-
-    n_features = int(store.metadata(tag).get("features", 1))
-    return {"instances": [[0.0] * n_features]}
-
-
 def status_of(exc: BaseException) -> int:
     """The HTTP status for an error raised while serving."""
     if isinstance(exc, ModelNotFound):
         return 404
+    if isinstance(exc, Conflict):
+        return 409
     if isinstance(exc, InputError):
         return 400
     if isinstance(exc, Unavailable | Overloaded):
@@ -137,26 +94,6 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, Overloaded):
         return {"error": "the server is over capacity; retry shortly", "detail": str(exc)}
     return {"error": "internal error while predicting; see the server log", "detail": None}
-
-
-@dataclass
-class Served:
-    """One posterior being served."""
-
-    tag: str
-    posterior: Posterior
-    predictor: Predictor
-    batcher: MicroBatcher
-    aliases: list[str] = field(default_factory=list)
-    sample_output: list[dict[str, Any]] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.tag.split(":")[0]
-
-    @property
-    def version(self) -> str:
-        return self.tag.split(":")[-1]
 
 
 class ModelServer:
@@ -181,9 +118,9 @@ class ModelServer:
         self.max_rows = max_rows
         self.buckets = buckets
         self._load = load
-        self.models: dict[str, Served] = {}
-        self._lookup: dict[str, str] = {}
-        self.default: str | None = None
+        self._lineup = Lineup()
+        self._swapping = threading.Lock()
+        self.follower: Any = None  # a workbench.follow.AliasFollower, when one follows aliases
         self.ready = False
         self.ready_seconds: float | None = None
         self.warmup_seconds: float | None = None
@@ -194,24 +131,31 @@ class ModelServer:
         if not callable(models):
             self._add(models)
 
+    @property
+    def models(self) -> dict[str, Served]:
+        """``{tag: Served}`` of the versions served now, the default first."""
+        return self._lineup.models
+
+    @property
+    def refs(self) -> dict[str, str]:
+        """``{ref: tag}``: what each ref (alias, name or tag asked for) is served by now."""
+        return dict(self._lineup.refs)
+
+    @property
+    def default(self) -> str | None:
+        return next(iter(self._lineup.models), None)
+
     def _add(self, models: Mapping[str, str]) -> None:
         if not models:
             raise ModelNotFound("no models to serve", detail={"expected": "at least one tag"})
-        for ref, tag in models.items():
-            if tag not in self.models:
-                posterior = self._load(tag)
-                predictor = Predictor(posterior, buckets=self.buckets, max_rows=self.max_rows)
-                self.models[tag] = Served(tag, posterior, predictor, MicroBatcher(
-                    self._summarize(predictor), max_rows=self.buckets[-1]))
-            if ref != tag:
-                self.models[tag].aliases.append(ref)
-        for tag, served in self.models.items():  # aliases win over names, tags over both
-            self._lookup.setdefault(served.name, tag)
-        for tag, served in self.models.items():
-            for alias in served.aliases:
-                self._lookup[alias] = tag
-            self._lookup[tag] = tag
-        self.default = next(iter(self.models))
+        self._lineup = lineup(models, {tag: self._serve(tag, self._load)
+                                       for tag in dict.fromkeys(models.values())})
+
+    def _serve(self, tag: str, load: Callable[[str], Posterior]) -> Served:
+        posterior = load(tag)
+        predictor = Predictor(posterior, buckets=self.buckets, max_rows=self.max_rows)
+        return Served(tag, posterior, predictor,
+                      MicroBatcher(self._summarize(predictor), max_rows=self.buckets[-1]))
 
     def _load_pending(self) -> None:
         """Call the pending model source until it succeeds, logging every failure; the
@@ -248,8 +192,7 @@ class ModelServer:
             return
         self.warmup_seconds = time.perf_counter() - started
         for served in self.models.values():  # a real answer for /metadata's sample output
-            served.sample_output = served.predictor.predict([sample_row(served.posterior)]
-                                                            ).records()
+            served.sample_output = sample_output(served)
         self.ready_seconds = seconds_since_process_start()
         self.ready = True
         logger.info("workbench: %d model(s) ready (%s), %d buckets compiled in %.1fs; "
@@ -263,21 +206,67 @@ class ModelServer:
         thread.start()
         return thread
 
+    # -- changing what is served while serving ---------------------------------------------
+
+    def prepare(self, tag: str, load: Callable[[str], Posterior] | None = None) -> Served:
+        """``tag`` loaded and every bucket compiled, ready for :meth:`repoint`; the version
+        already loaded (served or retired) when there is one. Slow: call it off the event
+        loop; requests keep being answered meanwhile."""
+        existing = self._lineup.lookup.get(tag)
+        if existing is not None and existing.tag == tag:
+            return existing
+        served = self._serve(tag, load or self._load)
+        served.predictor.warmup()
+        served.sample_output = sample_output(served)
+        return served
+
+    def repoint(self, ref: str, served: Served) -> Served | None:
+        """Serve ``ref`` by ``served`` (from :meth:`prepare`) from now on, in one swap.
+
+        Returns the version no ref uses any more (reachable by its exact tag until
+        :meth:`retire`), else None. Requests already given the old version complete on it.
+        """
+        with self._swapping:
+            now = self._lineup
+            if ref not in now.refs:
+                raise ModelNotFound(f"{ref!r} is not served here",
+                                    detail={"served": list(now.refs)})
+            old = now.models[now.refs[ref]]
+            refs = now.refs | {ref: served.tag}
+            gone = {old.tag: old} if old.tag not in refs.values() else {}
+            self._lineup = lineup(refs, now.models | {served.tag: served},
+                                  now.retired | gone)
+            return gone.get(old.tag)
+
+    def retire(self, tag: str) -> bool:
+        """Drop a version :meth:`repoint` left unused and stop its batcher; False if it is
+        served again meanwhile (or already dropped)."""
+        with self._swapping:
+            now = self._lineup
+            served = now.retired.get(tag)
+            if served is None:
+                return False
+            self._lineup = lineup(now.refs, now.models,
+                                  {t: s for t, s in now.retired.items() if t != tag})
+        served.batcher.close()
+        return True
+
     # -- requests --------------------------------------------------------------------------
 
     def resolve(self, ref: str | None) -> Served:
-        if self.default is None:
+        now = self._lineup  # one read: a concurrent swap is seen whole or not at all
+        if not now.models:
             raise NotReady(self.error or "no model loaded yet; retry shortly",
                            detail={"ready": False})
         if ref is None or ref == "":
-            return self.models[self.default]
+            return next(iter(now.models.values()))
         if not isinstance(ref, str):
             raise InputError(f"model must be a string, got {type(ref).__name__}")
-        tag = self._lookup.get(ref)
-        if tag is None:
+        served = now.lookup.get(ref)
+        if served is None:
             raise ModelNotFound(f"unknown model {ref!r}",
-                                detail={"expected one of": sorted(self._lookup)})
-        return self.models[tag]
+                                detail={"expected one of": sorted(now.lookup)})
+        return served
 
     def _check_ready(self) -> None:
         if not self.ready:
@@ -309,85 +298,45 @@ class ModelServer:
 
     def status(self) -> dict[str, Any]:
         """Readiness of the service and of each model (the gateway's ``/health/all``)."""
+        now = self._lineup
         return {"ready": self.ready, "error": self.error,
                 "models": {tag: {"aliases": s.aliases, "ready": self.ready}
-                           for tag, s in self.models.items()},
-                "lookup": dict(self._lookup)}
+                           for tag, s in now.models.items()},
+                "lookup": {ref: s.tag for ref, s in now.lookup.items()},
+                "follow": self.following()}
+
+    def following(self) -> dict[str, Any]:
+        """Whether served aliases follow their moves in the store, and how that went."""
+        if self.follower is not None:
+            return self.follower.describe()
+        return {"enabled": False, "reason": "a built bento serves the models frozen into it"
+                if self.bento else "turned off (WORKBENCH_FOLLOW_ALIASES, --arg follow)"}
 
     def metadata(self) -> dict[str, Any]:
         """``GET /metadata``: what clients must send and what they get back, per model."""
-        if not self.models:
+        now = self._lineup
+        if not now.models:
             return {"ready": False, "models": {}, "startup": {"error": self.error}}
-        models = {tag: describe(s) for tag, s in self.models.items()}
-        first = models[self.default]
+        models = {tag: describe(s) for tag, s in now.models.items()}
+        lead = next(iter(now.models.values()))
+        first = models[lead.tag]
         return {
-            "default_model": self.default,
+            "default_model": lead.tag,
             "models": models,
-            "aliases": {a: s.tag for s in self.models.values() for a in s.aliases},
+            "aliases": {a: s.tag for s in now.models.values() for a in s.aliases},
             "features": first["features"],
             "targets": first["targets"],
             "sample_input": first["sample_input"],
             "sample_output": first["sample_output"],
             "limits": {"max_rows": self.max_rows, "max_body_bytes": MAX_BODY_BYTES,
-                       "max_draws": next(iter(self.models.values())).predictor.max_draws},
+                       "max_draws": lead.predictor.max_draws},
             "ready": self.ready,
             "startup": {"ready_seconds_since_process_start": self.ready_seconds,
                         "warmup_seconds": self.warmup_seconds, "error": self.error},
-            "device": next(iter(self.models.values())).predictor.device,
+            "follow": self.following(),
+            "device": lead.predictor.device,
             "build": build_info() | {"bento": self.bento or "served from source"},
         }
-
-
-def describe(served: Served) -> dict[str, Any]:
-    p, pred = served.posterior, served.predictor
-    sample = sample_row(p)
-    output: dict[str, Any] = {"mean": "float", "std": "float", "interval": ["float", "float"]}
-    if p.kind != "regression":
-        output |= {"probabilities": {t: "float" for t in p.target_names},
-                   "label": f"one of {list(p.target_names)}"}
-    return {
-        "tag": served.tag,
-        "aliases": served.aliases,
-        "model": p.model,
-        "kind": p.kind,
-        "features": list(p.feature_names),
-        "targets": list(p.target_names),
-        "input": {"type": "object", "instances": f"list of rows; each a list of "
-                  f"{len(p.feature_names)} finite numbers in feature order, or an object "
-                  "keyed by feature name", "interval_mass": "number in (0, 1), default 0.9",
-                  "draws": f"integer 0..{pred.max_draws}", "model": "tag, name or alias"},
-        "output": {"model": "tag", "interval_mass": "float", "predictions": [output]},
-        "sample_input": {"instances": [sample], "model": served.tag},
-        "sample_output": {"model": served.tag, "interval_mass": DEFAULT_MASS,
-                          "predictions": served.sample_output},
-        "diagnostics": p.diagnostics,
-        "scores": p.scores,
-        "sampler": p.sampler,
-        "data": p.data,
-        "draws": p.n_draws,
-        "buckets": list(pred.buckets),
-        "device": pred.device,
-    }
-
-
-def sample_row(posterior: Posterior) -> list[float]:
-    """A typical input row: the training mean of each feature (rounded for display)."""
-    return [round(float(v), 4) for v in posterior.x_loc]
-
-
-def build_info() -> dict[str, Any]:
-    import jax
-    import numpyro
-
-    return {"workbench": __version__, "jax": jax.__version__, "numpyro": numpyro.__version__,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "jax_backend": jax.default_backend()}
-
-
-def seconds_since_process_start() -> float:
-    import psutil
-
-    return time.time() - psutil.Process().create_time()
 
 
 def http_app(get_server: Callable[[], ModelServer]) -> Any:
@@ -416,58 +365,3 @@ async def respond(call: Any) -> Any:
         return await call
     except (WorkbenchError, Overloaded) as exc:
         return JSONResponse(error_body(exc), status_code=status_of(exc))
-
-
-class BodyLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` with 413 (declared or streamed)."""
-
-    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send, int(declared))
-            return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> dict[str, Any]:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge(seen)
-            return message
-
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge as exc:
-            if not started:
-                await self._too_large(send, exc.seen)
-
-    async def _too_large(self, send: Any, size: int) -> None:
-        import json
-
-        body = json.dumps({"error": f"request body too large: {size} bytes",
-                           "detail": {"expected": f"at most {self.max_bytes} bytes"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    def __init__(self, seen: int) -> None:
-        self.seen = seen

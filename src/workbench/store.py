@@ -239,12 +239,13 @@ def import_(url: str, *, exist_ok: bool = False) -> str:
 
 # -- the alias registry ----------------------------------------------------------------
 
-def _registry_file() -> Path:
+def registry_file() -> Path:
+    """The alias registry (replaced atomically on every change: watch its mtime)."""
     return home() / "workbench" / "aliases.json"
 
 
 def _read_aliases() -> dict[str, Any]:
-    file = _registry_file()
+    file = registry_file()
     if not file.is_file():
         return {}
     try:
@@ -256,7 +257,7 @@ def _read_aliases() -> dict[str, Any]:
 @contextmanager
 def _locked() -> Iterator[dict[str, Any]]:
     """Read-modify-write the registry under an exclusive lock; written atomically."""
-    file = _registry_file()
+    file = registry_file()
     file.parent.mkdir(parents=True, exist_ok=True)
     with open(file.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

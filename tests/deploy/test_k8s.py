@@ -97,6 +97,15 @@ def test_deployments_probe_limit_and_run_as_the_image_user(name):
             assert {"cpu", "memory"} <= container["resources"][bound].keys()
 
 
+def test_the_predictor_rolls_out_without_losing_a_ready_pod():
+    """A promotion reaches a built Predictor by a new image (`workbench promote` prints the
+    commands): surge one pod, stop none before its replacement is ready."""
+    strategy = of_kind("Deployment")["predictor"]["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    assert strategy["rollingUpdate"]["maxSurge"] >= 1
+
+
 def test_services_and_the_autoscaler_point_at_deployments():
     deployments = of_kind("Deployment")
     for name, service in of_kind("Service").items():

@@ -46,6 +46,8 @@ def test_built_bento_serves_the_same_answers_as_the_source_service(predictor, ch
             assert a == b
         meta = httpx.get(built.url + "/metadata").json()
         assert meta["build"]["bento"] == tag
+        assert meta["follow"]["enabled"] is False  # immutable: it serves what it was built with
+        assert httpx.get(predictor.url + "/metadata").json()["follow"]["enabled"] is True
         bad = httpx.post(built.url + "/predict", json={"instances": [[1, 2]]})
         assert bad.status_code == 400
     finally:
