@@ -54,7 +54,7 @@ system-deps:
 	@need=""; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need="$$need postgresql"; \
 	command -v chromium >/dev/null || need="$$need chromium"; \
-	for tool in buildah podman debootstrap; do \
+	for tool in buildah podman debootstrap haproxy redis-server; do \
 	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || need="$$need $$tool"; \
 	done; \
 	if [ -n "$$need" ]; then \

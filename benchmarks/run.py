@@ -378,7 +378,7 @@ disagreed in sign (−0.38 ms over 15 rounds × 100 requests, then +0.45 ms pair
 retried Predictor calls ("Connector is closed") and one request whose answer never came,
 a 503 after 30 s. BentoML 1.4's client behind `bentoml.depends` replaces its aiohttp
 session every 100 requests by closing the old one while other requests are in flight on
-it. The gateway now keeps one session (`workbench.gateway.keep_one_session`, with a unit
+it. The gateway now keeps one session (`workbench.arms.keep_one_session`, with a unit
 test that notices if BentoML moves it); checked after the fix (3 × 4 s at 64 clients):
 no retries, no errors, p99 0.7–0.85 s where the run before had 1.2–1.4 s.
 

@@ -9,7 +9,7 @@ from workbench.background import BENTOML, start
 from workbench.background import BackgroundServer as Server
 from workbench.serving import free_port
 
-__all__ = ["BENTOML", "ROOT", "Server", "bentoml_serve", "free_port"]
+__all__ = ["BENTOML", "HAPROXY", "ROOT", "Server", "bentoml_serve", "free_port", "load_balancer"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +21,34 @@ def bentoml_serve(target: Sequence[str], *, env: dict[str, str], log: Path,
     return start(first, args=args, env=env, log=log, wait=wait_ready,
                  ready_timeout=ready_timeout)
 
+
+
+HAPROXY = next((p for p in ("/usr/sbin/haproxy", "/usr/bin/haproxy") if Path(p).exists()), None)
+
+
+def load_balancer(backends: Sequence[str], *, log: Path) -> Server:
+    """HAProxy (Debian's) on a free loopback port, round-robin over ``backends``
+    (``http://127.0.0.1:PORT`` URLs); waits until it answers ``/readyz`` through them."""
+    from workbench.background import launch
+
+    port = free_port()
+    servers = "\n".join(f"  server r{i} {url.split('//', 1)[1]}"
+                        for i, url in enumerate(backends))
+    config = log.with_suffix(".cfg")
+    config.write_text(f"""global
+  maxconn 512
+defaults
+  mode http
+  option http-server-close
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend gateway
+  bind 127.0.0.1:{port}
+  default_backend replicas
+backend replicas
+  balance roundrobin
+{servers}
+""")
+    return launch([HAPROXY or "haproxy", "-db", "-f", str(config)], port=port, log=log,
+                  ready_path="/readyz", ready_timeout=30)

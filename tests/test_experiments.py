@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workbench import experiments
+from workbench import calibration, experiments
 from workbench.config import parse
 from workbench.events import Events
 
@@ -129,12 +129,12 @@ def test_srm_flags_a_broken_split():
 def test_coverage_and_reliability():
     rows = [[{"mean": 5.0, "std": 1.0, "interval": [3.0, 7.0]}]] * 10
     events = _events(["a"] * 10, [4.0] * 9 + [9.0], rows)
-    assert experiments.coverage(events)["a"]["coverage"] == pytest.approx(0.9)
+    assert calibration.coverage(events)["a"]["coverage"] == pytest.approx(0.9)
     probs = np.linspace(0.05, 0.95, 200)
     y = np.random.default_rng(0).binomial(1, probs)
     summaries = [[{"mean": float(p), "std": 0.0, "interval": [p, p],
                    "probabilities": {"0": 1 - float(p), "1": float(p)}}] for p in probs]
-    table = experiments.reliability(_events(["a"] * 200, y.tolist(), summaries))["a"]
+    table = calibration.reliability(_events(["a"] * 200, y.tolist(), summaries))["a"]
     predicted = np.array([b["predicted"] for b in table])
     observed = np.array([b["observed"] for b in table])
     assert stats.pearsonr(predicted, observed)[0] > 0.8  # a calibrated model lines up

@@ -1,20 +1,228 @@
-"""Gateway helpers that need no server (the gateway itself runs in tests/e2e)."""
+"""The gateway class itself, over a real in-process ModelServer and a real SQLite store:
+two instances on one database stand for two replicas (tests/e2e runs real servers)."""
 
 from __future__ import annotations
 
-from workbench.gateway import keep_one_session
+import asyncio
+import time
+
+import pytest
+from conftest import make_posterior
+
+from workbench import arms, control, events, gateway, guardrails, store
+from workbench.config import parse
+from workbench.errors import Conflict, InputError, ModelNotFound
+from workbench.serving import ModelServer
+
+ROW = [[0.1, -0.2, 0.3, 0.0]]
 
 
-def test_the_predictor_client_keeps_one_session():
-    # The client class behind `bentoml.depends` (BentoML 1.4). If BentoML moves it, this
-    # test says so: the workaround in keep_one_session would then need a look.
-    from _bentoml_impl.client.proxy2 import AsyncClient
+@pytest.fixture(scope="module")
+def server():
+    tags = {"gw-a": store.save(make_posterior("binary", name="gw-a", seed=1)),
+            "gw-b": store.save(make_posterior("binary", name="gw-b", seed=2))}
+    srv = ModelServer(tags, load=store.get, buckets=(1, 8))
+    srv.warmup()
+    srv.tags = tags
+    return srv
 
-    client = AsyncClient("http://127.0.0.1:9", server_ready_timeout=0)
-    manager = client._session_manager
-    manager._request_count = manager.max_requests + 1
-    assert manager._should_refresh()  # BentoML's default: a new session every 100 requests
-    keep_one_session(client)
-    assert not manager._should_refresh()
-    keep_one_session(None)  # an in-process dependency has no session: left alone
-    keep_one_session(object())
+
+def _config(**extra):
+    return parse({"name": "gw", "arms": [{"name": "control", "model": "gw-a"},
+                                         {"name": "treatment", "model": "gw-b"}]} | extra)
+
+
+def _replica(server, url, config, *, failing=(), flush_every=0.05):
+    async def predict(**kw):
+        if kw["model"] in failing:
+            raise RuntimeError("this arm's model is broken")
+        return await server.predict(**kw)
+    eng = events.engine(url)
+    models = arms.arm_models(config, server.tags,
+                             store.metadata)
+    return gateway.Gateway(config, models, predict, engine=eng,
+                           writer=events.EventWriter(eng, flush_every=flush_every),
+                           poll_seconds=0.05, feedback_grace=5.0)
+
+
+def _until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def url(tmp_path):
+    return f"sqlite:///{tmp_path / 'events.db'}"
+
+
+def test_conclude_on_one_replica_moves_all_traffic_on_both(server, url):
+    a, b = _replica(server, url, _config()), _replica(server, url, _config())
+
+    async def run():
+        first = {}
+        for i in range(200):
+            gw = (a, b)[i % 2]
+            first[i] = (await gw.predict(f"u{i}", ROW))["arm"]
+        for i in range(200):  # sticky across replicas: the other one agrees
+            assert (await (b, a)[i % 2].predict(f"u{i}", ROW))["arm"] == first[i]
+        assert set(first.values()) == {"control", "treatment"}
+        a.act("conclude", actor="test", winner="treatment", reason="planted")
+        _until(lambda: b.live.state.status == "concluded")
+        return [(await gw.predict(f"v{i}", ROW))["arm"] for i in range(50) for gw in (a, b)]
+
+    try:
+        assert set(asyncio.run(run())) == {"treatment"}
+        a.writer.close()
+        data = events.read(events.engine(url), "gw")
+        assert set(data.status) == {"ok", "concluded"}
+        assert set(data.arm[data.status == "concluded"]) == {"treatment"}
+        audit = control.history(a.engine, "gw")[0]
+        assert (audit["action"], audit["actor"], audit["reason"]) == (
+            "conclude", "test", "planted")
+        with pytest.raises(Conflict):
+            b.act("pause", actor="test")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_feedback_reaches_whichever_replica_and_is_stored_once(server, url):
+    a = _replica(server, url, _config(), flush_every=0.5)  # a slow writer: not yet flushed
+    b = _replica(server, url, _config())
+
+    async def run():
+        rid = (await a.predict("u1", ROW))["request_id"]
+        assert events.prediction_of(b.engine, rid) is None  # still in a's queue
+        first = await b.feedback(rid, 1)
+        again = await a.feedback(rid, 0)
+        with pytest.raises(ModelNotFound, match="unknown request_id"):
+            await b.feedback("0" * 32, 1)  # issued in 1970: refused at once
+        return rid, first, again
+
+    try:
+        rid, first, again = asyncio.run(run())
+        assert first["status"] == "recorded" and again["status"] == "duplicate"
+        assert events.outcome_of(a.engine, rid) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_bad_feedback_is_refused_and_old_bad_rows_never_break_the_read_out(server, url):
+    gw = _replica(server, url, _config())
+
+    async def run():
+        ids = [(await gw.predict(f"u{i}", ROW))["request_id"] for i in range(30)]
+        for bad in ("yes", 5, [], None, "maybe"):
+            with pytest.raises(InputError, match="invalid outcome|outcomes for a request"):
+                await gw.feedback(ids[0], bad)
+        for rid in ids[:20]:
+            await gw.feedback(rid, 1)
+        return ids
+
+    try:
+        ids = asyncio.run(run())
+        gw.writer.close()
+        # rows an older version stored without checking them
+        events.write_now(gw.engine, "outcomes", [
+            {"request_id": rid, "ts": time.time(), "experiment": "gw", "outcome": bad}
+            for rid, bad in zip(ids[20:25], ["yes", 5, [], {"a": 1}, "maybe"], strict=True)])
+        readout = gw.analysis()
+        assert readout["skipped"] == 5
+        assert sum(a["outcomes"] for a in readout["arms"]) == 20
+    finally:
+        gw.close()
+
+
+def test_a_failing_arm_is_paused_by_its_guardrail_and_the_audit_says_why(server, url):
+    config = _config(guardrails={"error_rate": 0.2, "min_samples": 20}, check_seconds=0.2)
+    gw = _replica(server, url, config, failing=("gw-b",))
+
+    async def traffic(prefix):
+        return [await gw.predict(f"{prefix}{i}", ROW) for i in range(80)]
+
+    try:
+        first = asyncio.run(traffic("u"))
+        assert {r.get("fallback_from") for r in first} == {None, "treatment"}
+        assert all(r["arm"] == "control" for r in first)  # the fallback answered
+        # the gateway's own control loop notices and acts, with no call from here
+        _until(lambda: gw.live.state.weights["treatment"] == 0.0)
+        assert gw.counters["automatic_actions"] == 1
+        assert guardrails.check(gw.engine, config) == []  # once only
+        row = control.history(gw.engine, "gw")[0]
+        assert (row["action"], row["actor"]) == ("pause_arm", "guardrail")
+        assert "error_rate: 1 > 0.2" in row["reason"]
+        assert row["after"]["weights"] == {"control": 1.0, "treatment": 0.0}
+        gw.live.refresh()
+        after = asyncio.run(traffic("v"))
+        assert {r["arm"] for r in after} == {"control"}
+        assert all("fallback_from" not in r for r in after)
+    finally:
+        gw.close()
+
+
+def test_auto_conclude_acts_once_and_is_audited(server, url):
+    rule = {"enabled": True, "prob_best": 0.95, "max_expected_loss": 0.05,
+            "min_outcomes": 20}
+    config = _config(auto_conclude=rule)
+    gw = _replica(server, url, config)
+
+    async def run():
+        for i in range(120):
+            body = await gw.predict(f"u{i}", ROW)
+            await gw.feedback(body["request_id"], int(body["arm"] == "treatment"))
+
+    try:
+        asyncio.run(run())
+        gw.writer.close()
+        actions = guardrails.check(gw.engine, config)
+        assert actions and actions[0].startswith("concluded: treatment")
+        state = control.require(gw.engine, "gw")
+        assert (state.status, state.winner) == ("concluded", "treatment")
+        row = control.history(gw.engine, "gw")[0]
+        assert row["actor"] == "auto-conclude" and "P(treatment is best)" in row["reason"]
+    finally:
+        gw.close()
+
+
+@pytest.fixture(scope="module")
+def kinds_server():
+    tags = {f"gw-{k}": store.save(make_posterior(k, name=f"gw-{k}"))
+            for k in ("multiclass", "regression")}
+    srv = ModelServer(tags, load=store.get, buckets=(1,))
+    srv.warmup()
+    return srv, tags
+
+
+@pytest.mark.parametrize(("kind", "good", "bad"), [
+    ("multiclass", "b", ["yes", 5, [], None, "d", True]),
+    ("regression", 12.5, ["yes", [], None, "a", float("nan")]),
+])
+def test_feedback_is_checked_by_the_metric_of_each_model_kind(kinds_server, url, kind, good,
+                                                              bad):
+    srv, tags = kinds_server
+    config = parse({"name": f"gw-{kind}", "metric": "log_score", "arms": [
+        {"name": "control", "model": f"gw-{kind}"}, {"name": "treatment",
+                                                      "model": f"gw-{kind}"}]})
+    eng = events.engine(url)
+    gw = gateway.Gateway(config, arms.arm_models(config, tags, store.metadata),
+                         lambda **kw: srv.predict(**kw), engine=eng,
+                         writer=events.EventWriter(eng, flush_every=0.05), poll_seconds=0.05)
+
+    async def run():
+        rid = (await gw.predict("u", ROW))["request_id"]
+        for value in bad:
+            with pytest.raises(InputError) as err:
+                await gw.feedback(rid, value)
+            assert err.value.detail["expected"]  # says what it wanted
+        assert (await gw.feedback(rid, good))["status"] == "recorded"
+
+    try:
+        asyncio.run(run())
+        gw.writer.close()
+        readout = gw.analysis()
+        assert sum(a["outcomes"] for a in readout["arms"]) == 1 and readout["skipped"] == 0
+    finally:
+        gw.close()

@@ -7,6 +7,7 @@ Build (config bundled, models resolved and frozen):  workbench build experiment
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ import bentoml
 from pydantic import Field
 
 with bentoml.importing():
-    from workbench import config, events, gateway, serving, store
+    from workbench import arms, config, events, gateway, serving, store
 
 ARGS = bentoml.use_arguments()
 _BUNDLED = getattr(ARGS, "experiment_config", None)
@@ -37,12 +38,14 @@ class Experiment:
     predictor = bentoml.depends(Predictor)
 
     def __init__(self) -> None:
-        gateway.keep_one_session(getattr(self.predictor, "to_async", None))
+        arms.keep_one_session(getattr(self.predictor, "to_async", None))
         engine = events.engine()
         self.gateway = gateway.Gateway(
-            CONFIG, gateway.arm_models(CONFIG, TAGS, store.metadata),
+            CONFIG, arms.arm_models(CONFIG, TAGS, store.metadata),
             lambda **kw: self.predictor.to_async.predict(**kw),
-            engine=engine, writer=events.EventWriter(engine))
+            engine=engine, writer=events.EventWriter(engine),
+            poll_seconds=float(os.environ.get("WORKBENCH_STATE_POLL_SECONDS", "1")),
+            feedback_grace=float(os.environ.get("WORKBENCH_FEEDBACK_GRACE_SECONDS", "5")))
 
     @bentoml.on_shutdown
     async def close(self) -> None:
@@ -64,16 +67,45 @@ class Experiment:
     @bentoml.api(route="/feedback")
     async def feedback(self, request_id: str, outcome: Any) -> dict[str, Any]:
         """Record the outcome of a request (once; a repeat is acknowledged)."""
-        return await serving.respond(_now(self.gateway.feedback, request_id, outcome))
+        return await serving.respond(self.gateway.feedback(request_id, outcome))
+
+    # Lifecycle (audited; every replica follows within WORKBENCH_STATE_POLL_SECONDS).
+    @bentoml.api(route="/admin/pause")
+    async def pause(self, ctx: bentoml.Context, reason: str = "") -> dict[str, Any]:
+        """Send everyone to control until resumed."""
+        return await self._act("pause", ctx, reason=reason)
+
+    @bentoml.api(route="/admin/resume")
+    async def resume(self, ctx: bentoml.Context, reason: str = "") -> dict[str, Any]:
+        """Assign by the live weights again."""
+        return await self._act("resume", ctx, reason=reason)
+
+    @bentoml.api(route="/admin/ramp")
+    async def ramp(self, ctx: bentoml.Context, arm: str, weight: float,
+                   reason: str = "") -> dict[str, Any]:
+        """Give ARM this share of traffic; the other arms share the rest."""
+        return await self._act("ramp", ctx, arm=arm, weight=weight, reason=reason)
+
+    @bentoml.api(route="/admin/conclude")
+    async def conclude(self, ctx: bentoml.Context, winner: str | None = None,
+                       reason: str = "") -> dict[str, Any]:
+        """All traffic to the winner (default: the read-out's decided arm), for good."""
+        return await self._act("conclude", ctx, winner=winner, reason=reason)
+
+    @bentoml.api(route="/admin/state")
+    async def state(self) -> dict[str, Any]:
+        """The live state and the latest audit rows."""
+        return await serving.respond(asyncio.to_thread(self.gateway.state))
+
+    async def _act(self, action: str, ctx: bentoml.Context, **kwargs: Any) -> Any:
+        actor = f"http:{ctx.request.client.host if ctx.request.client else 'unknown'}"
+        return await serving.respond(asyncio.to_thread(self.gateway.act, action, actor=actor,
+                                                       **kwargs))
 
     @bentoml.task(route="/batch")
     async def batch(self, instances: list[Any], model: str | None = None) -> dict[str, Any]:
         """An async batch job: submit rows, poll /batch/status, fetch /batch/get."""
         return await self.gateway.batch(instances, model=model)  # errors fail the task
-
-
-async def _now(fn: Any, *args: Any) -> Any:
-    return fn(*args)
 
 
 Experiment.add_asgi_middleware(serving.BodyLimit)

@@ -21,11 +21,9 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 
 def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
+    from workbench.report import console
 
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False,
-                   width=None if stream.isatty() else 200)
+    return console(stderr)
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -417,61 +415,23 @@ def simulate(url: str, users: int, duration: float, rate: float, dataset: str,
 def analyze(experiment: str, config_path: str | None, metric: str | None, db_url: str | None,
             as_json: bool) -> None:
     """Print the Bayesian read-out of EXPERIMENT from the event store."""
-    from workbench import events, experiments
+    from workbench import events, readout
     from workbench.config import load as load_config
-    from workbench.config import parse
     from workbench.errors import ConfigError
+    from workbench.report import print_readout
 
     eng = events.engine(db_url)
     data = events.read(eng, experiment)
     if not len(data):
         raise ConfigError(f"no events for experiment {experiment!r}",
                           detail={"experiments": events.experiments(eng)})
-    stored = events.load_config(eng, experiment)
-    if config_path:
-        config = load_config(config_path)
-    elif stored:  # the configuration the gateway ran it with
-        config = parse(stored, source=f"event store config of {experiment!r}")
-    else:
-        arms = list(dict.fromkeys(a for a, s in zip(data.arm, data.status, strict=True)
-                                  if s != "shadow"))
-        config = parse({"name": experiment, "metric": metric or "binary",
-                        "arms": [{"name": a, "model": a} for a in arms]})
-    readout = experiments.analyze(data.mask(data.status != "fallback"), config).to_dict()
+    config = load_config(config_path) if config_path else readout.config_of(
+        eng, experiment, data, metric=metric)
+    result = readout.read_out(eng, experiment, config=config, data=data).to_dict()
     if as_json:
-        click.echo(json.dumps(readout, default=str))
+        click.echo(json.dumps(result, default=str))
         return
-    print_readout(readout)
-
-
-def print_readout(readout: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    def fmt(v: Any, spec: str = ".4f") -> str:
-        return "-" if v is None else format(v, spec)
-
-    table = Table(title=f"{readout['experiment']}: {readout['metric']}", show_header=True)
-    for col in ("arm", "predictions", "outcomes", "metric (90% CI)", "P(best)",
-                "expected loss", "lift vs control (90% CI)"):
-        table.add_column(col)
-    for a in readout["arms"]:
-        ci = f"{fmt(a['mean'])} [{fmt(a['interval'][0])}, {fmt(a['interval'][1])}]" \
-            if a["interval"] else "-"
-        lift = a["lift"]
-        spec = "+.2%" if lift and lift.get("relative") else "+.4f"
-        lift_s = (f"{lift['mean']:{spec}} [{lift['lo']:{spec}}, {lift['hi']:{spec}}]"
-                  if lift else ("control" if a["is_control"] else "-"))
-        table.add_row(a["arm"], str(a["predictions"]), str(a["outcomes"]), ci,
-                      fmt(a["prob_best"], ".3f"), fmt(a["expected_loss"], ".4g"), lift_s)
-    console = _console()
-    console.print(table)
-    d = readout["decision"]
-    console.print(f"decision: [bold]{d['winner'] or d['status']}[/] ({d['reason']})")
-    if readout["srm"]:
-        s = readout["srm"]
-        console.print(("[red]SAMPLE RATIO MISMATCH[/] " if s["mismatch"] else "split ok ")
-                      + f"(chi-square p = {s['p_value']:.3g}; observed {s['observed']}, "
-                        f"expected {s['expected']})")
+    print_readout(result)
 
 
 # -- demo --------------------------------------------------------------------------------
@@ -500,6 +460,12 @@ def demo(samples: int, warmup: int, chains: int, traffic_seconds: float,
         _demo.live_dashboard(made, console=_console())
     click.echo(made["experiment"])
 
+
+from workbench.cli_experiment import experiment  # noqa: E402  (cli_experiment.py)
+from workbench.cli_promote import promote  # noqa: E402  (its own module: cli_promote.py)
+
+main.add_command(experiment)
+main.add_command(promote)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -13,6 +13,15 @@
     metric: binary           # binary | continuous | log_score | brier
     decision: {prob_best: 0.95, min_outcomes: 100}
     bandit: {min_weight: 0.1, update_seconds: 10}
+    guardrails:              # optional: breach one and the arm is paused (traffic to control)
+      error_rate: 0.05       # max share of an arm's requests answered by the fallback
+      p99_latency_ms: 500    # max p99 latency of an arm's requests
+      coverage: 0.8          # min share of regression outcomes inside the served interval
+      calibration_error: 0.1 # max expected calibration error of a binary classifier
+      min_samples: 50        # requests (or outcomes) an arm needs before it is judged
+      window_seconds: 600    # judged on the most recent window of traffic
+    auto_conclude: {enabled: true}   # see workbench.decision for the rule and defaults
+    check_seconds: 10        # how often guardrails and auto-conclude are evaluated
 
 Without a file the default is a 50/50 split between the ``champion`` and ``challenger``
 aliases on a binary outcome.
@@ -28,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from workbench.decision import AutoConclude
+from workbench.decision import parse as parse_auto_conclude
 from workbench.errors import ConfigError
 
 METRICS = ("binary", "continuous", "log_score", "brier")
@@ -55,6 +66,23 @@ class Bandit:
 
 
 @dataclass(frozen=True)
+class Guardrails:
+    """Bounds an arm must stay within; None turns a bound off (all off by default)."""
+
+    error_rate: float | None = None
+    p99_latency_ms: float | None = None
+    coverage: float | None = None
+    calibration_error: float | None = None
+    min_samples: int = 50
+    window_seconds: float = 600.0
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.error_rate, self.p99_latency_ms,
+                                            self.coverage, self.calibration_error))
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str
     arms: tuple[Arm, ...]
@@ -66,6 +94,9 @@ class ExperimentConfig:
     decision: Decision = field(default_factory=Decision)
     bandit: Bandit = field(default_factory=Bandit)
     salt: str = ""
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    auto_conclude: AutoConclude = field(default_factory=AutoConclude)
+    check_seconds: float = 10.0
 
     @property
     def control_arm(self) -> Arm:
@@ -125,7 +156,7 @@ def parse(raw: Any, *, source: str = "config") -> ExperimentConfig:
     if not isinstance(raw, dict):
         raise fail("must be a mapping", "name, arms, mode, metric, ...")
     known = {"name", "unit", "mode", "arms", "control", "shadow", "metric", "decision",
-             "bandit", "salt"}
+             "bandit", "salt", "guardrails", "auto_conclude", "check_seconds"}
     if unknown := sorted(set(raw) - known):
         raise fail(f"unknown keys {unknown}", sorted(known))
     name = raw.get("name")
@@ -158,9 +189,38 @@ def parse(raw: Any, *, source: str = "config") -> ExperimentConfig:
     if not 0 <= bandit.min_weight * len(arms) < 1:
         raise fail(f"bandit.min_weight {bandit.min_weight} leaves nothing to allocate",
                    f"in [0, {1 / len(arms):.3f})")
+    guardrails = _guardrails(raw.get("guardrails"), fail)
+    if guardrails.calibration_error is not None and metric == "continuous":
+        raise fail("guardrails.calibration_error needs a classifier's metric", list(METRICS))
+    check = raw.get("check_seconds", 10.0)
+    if isinstance(check, bool) or not isinstance(check, int | float) or not check >= 0.1:
+        raise fail(f"invalid check_seconds {check!r}", "a number of seconds >= 0.1")
     return ExperimentConfig(name=name, arms=arms, unit=str(raw.get("unit", "unit")), mode=mode,
                             control=control, shadow=shadow, metric=metric, decision=decision,
-                            bandit=bandit, salt=str(raw.get("salt", "")))
+                            bandit=bandit, salt=str(raw.get("salt", "")), guardrails=guardrails,
+                            auto_conclude=parse_auto_conclude(raw.get("auto_conclude"),
+                                                              source=f"{source}: auto_conclude"),
+                            check_seconds=float(check))
+
+
+def _guardrails(raw: Any, fail: Any) -> Guardrails:
+    if raw is None:
+        return Guardrails()
+    names = list(Guardrails.__dataclass_fields__)
+    if not isinstance(raw, dict) or set(raw) - set(names):
+        raise fail(f"invalid guardrails {raw!r}", names)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
+                key in ("coverage", "error_rate", "calibration_error") and value > 1):
+            raise fail(f"invalid guardrails.{key} {value!r}",
+                       "a share in [0, 1]" if key in ("coverage", "error_rate",
+                                                      "calibration_error")
+                       else "a non-negative number")
+        values[key] = int(value) if key == "min_samples" else float(value)
+    return Guardrails(**values)
 
 
 def _arm(raw: Any, fail: Any, *, shadow: bool = False) -> Arm:

@@ -109,16 +109,32 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
                       f"p99 {s['latency_ms']['p99']:.1f} ms")
         import httpx
 
-        time.sleep(0.5)  # the event log flushes off the request path
+        _wait_flushed(url)  # the event log is written off the request path
         readout = httpx.get(url + "/analysis", timeout=60).json()
-        from workbench.cli import print_readout
+        from workbench.report import print_readout
 
         print_readout(readout)
+        console.print(f"==> act on it (audited; every gateway replica follows within a "
+                      f"second): workbench experiment status|ramp|pause|conclude {experiment}"
+                      ", or the dashboard's Experiments tab")
     finally:
         if not keep_serving:
             server.stop()
     return {"tags": tags, "bento": bento, "experiment": experiment, "url": url,
             "readout": readout, "server": server}
+
+
+def _wait_flushed(url: str, timeout: float = 30.0) -> None:
+    """Until every request the gateway served is in the event store (or ``timeout``)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exp = httpx.get(url + "/experiment", timeout=30).json()
+        if exp["events_written"]["predictions"] >= exp["counters"]["requests"] + \
+                exp["counters"]["shadow"]:
+            return
+        time.sleep(0.1)
 
 
 def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,

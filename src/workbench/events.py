@@ -25,42 +25,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from workbench.schema import metadata, outcomes, predictions, registry
+
 logger = logging.getLogger("workbench.events")
-
-metadata = sa.MetaData()
-
-predictions = sa.Table(
-    "predictions", metadata,
-    sa.Column("request_id", sa.String(64), primary_key=True),
-    sa.Column("parent_id", sa.String(64), index=True),  # the primary request of a shadow
-    sa.Column("ts", sa.Float, nullable=False, index=True),
-    sa.Column("experiment", sa.String(128), nullable=False, index=True),
-    sa.Column("arm", sa.String(128), nullable=False),
-    sa.Column("model_tag", sa.String(256), nullable=False),
-    sa.Column("unit", sa.String(256)),
-    sa.Column("latency_ms", sa.Float),
-    sa.Column("status", sa.String(16), nullable=False),  # ok | fallback | shadow | error
-    sa.Column("fallback_from", sa.String(128)),
-    sa.Column("n_rows", sa.Integer, nullable=False),
-    sa.Column("summary", sa.JSON),  # the served predictions
-    sa.Column("instances", sa.JSON),  # the input rows
-)
-
-outcomes = sa.Table(
-    "outcomes", metadata,
-    sa.Column("request_id", sa.String(64), primary_key=True),
-    sa.Column("ts", sa.Float, nullable=False),
-    sa.Column("experiment", sa.String(128), nullable=False, index=True),
-    sa.Column("outcome", sa.JSON, nullable=False),  # a number, or one per row
-)
-
-
-registry = sa.Table(
-    "experiments", metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("config", sa.JSON, nullable=False),
-    sa.Column("updated", sa.Float, nullable=False),
-)
 
 
 def default_url() -> str:
@@ -129,7 +96,8 @@ class EventWriter:
         self.flush_every = flush_every
         self.max_batch = max_batch
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
-        self._pending: set[str] = set()  # request ids enqueued but not yet written
+        # request id -> what feedback needs of it, for predictions enqueued but not written
+        self._pending: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self.written = {"predictions": 0, "outcomes": 0}
         self.failures = 0
@@ -146,7 +114,7 @@ class EventWriter:
         if not self.enabled:
             return
         with self._lock:
-            self._pending.add(row["request_id"])
+            self._pending[row["request_id"]] = {k: row.get(k) for k in _BRIEF}
         self._queue.put(("predictions", row))
 
     def outcome(self, row: dict[str, Any]) -> None:
@@ -156,6 +124,11 @@ class EventWriter:
     def is_pending(self, request_id: str) -> bool:
         with self._lock:
             return request_id in self._pending
+
+    def pending(self, request_id: str) -> dict[str, Any] | None:
+        """What :func:`prediction_of` will say of a prediction still in the queue."""
+        with self._lock:
+            return self._pending.get(request_id)
 
     def close(self, timeout: float = 60) -> None:
         """Flush everything enqueued, then stop the thread."""
@@ -211,7 +184,8 @@ class EventWriter:
         for name, rows in by_table.items():
             self.written[name] += len(rows)
         with self._lock:
-            self._pending.difference_update(r["request_id"] for r in by_table["predictions"])
+            for r in by_table["predictions"]:
+                self._pending.pop(r["request_id"], None)
 
 
 # -- reads ---------------------------------------------------------------------------------
@@ -230,16 +204,21 @@ class Events:
     status: np.ndarray
     summary: list[Any]
     outcome: list[Any]  # None where no feedback arrived
-    instances: list[Any] = field(default_factory=list)
+    instances: list[Any] = field(default_factory=list)  # empty unless read with_instances
+    fallback_from: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
 
     def __len__(self) -> int:
         return len(self.request_id)
 
     def mask(self, keep: np.ndarray) -> Events:
         idx = np.flatnonzero(keep)
-        return Events(**{k: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx])
-                         for k, v in self.__dict__.items() if k != "instances"},
-                      instances=[self.instances[i] for i in idx] if self.instances else [])
+        n = len(self)
+
+        def take(v: Any) -> Any:
+            if len(v) != n:  # an optional column that was not read
+                return v[:0]
+            return v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]
+        return Events(**{k: take(v) for k, v in self.__dict__.items()})
 
 
 def read(eng: sa.Engine, experiment: str, *, since: float | None = None,
@@ -248,7 +227,7 @@ def read(eng: sa.Engine, experiment: str, *, since: float | None = None,
     p, o = predictions, outcomes
     key = sa.func.coalesce(p.c.parent_id, p.c.request_id)
     cols = [p.c.request_id, p.c.parent_id, p.c.ts, p.c.arm, p.c.model_tag, p.c.unit,
-            p.c.latency_ms, p.c.status, p.c.summary, o.c.outcome]
+            p.c.latency_ms, p.c.status, p.c.summary, o.c.outcome, p.c.fallback_from]
     if with_instances:
         cols.append(p.c.instances)
     query = (sa.select(*cols).select_from(p.outerjoin(o, o.c.request_id == key))
@@ -264,8 +243,8 @@ def read(eng: sa.Engine, experiment: str, *, since: float | None = None,
         model_tag=np.asarray(col[4], dtype=object), unit=np.asarray(col[5], dtype=object),
         latency_ms=np.asarray([np.nan if v is None else v for v in col[6]], dtype=float),
         status=np.asarray(col[7], dtype=object), summary=[_json(v) for v in col[8]],
-        outcome=[_json(v) for v in col[9]],
-        instances=[_json(v) for v in col[10]] if with_instances else [])
+        outcome=[_json(v) for v in col[9]], fallback_from=np.asarray(col[10], dtype=object),
+        instances=[_json(v) for v in col[11]] if with_instances else [])
 
 
 def experiments(eng: sa.Engine) -> list[str]:
@@ -279,6 +258,26 @@ def exists(eng: sa.Engine, request_id: str) -> str | None:
     with eng.connect() as conn:
         return conn.execute(sa.select(predictions.c.experiment)
                             .where(predictions.c.request_id == request_id)).scalar()
+
+
+_BRIEF = ("experiment", "arm", "status", "n_rows", "parent_id")
+
+
+def prediction_of(eng: sa.Engine, request_id: str) -> dict[str, Any] | None:
+    """Experiment, served arm, status and row count of a logged primary request, or None."""
+    p = predictions
+    with eng.connect() as conn:
+        row = conn.execute(sa.select(*(p.c[k] for k in _BRIEF))
+                           .where(p.c.request_id == request_id)).first()
+    return None if row is None or row.parent_id is not None else dict(row._mapping)
+
+
+def record_outcome(eng: sa.Engine, row: dict[str, Any]) -> bool:
+    """Insert one outcome now; False when its request already has one (the primary key is
+    the de-duplication every replica shares)."""
+    with eng.begin() as conn:  # RETURNING: a row only when inserted, on every dialect
+        inserted = conn.execute(_insert(eng, outcomes).returning(outcomes.c.request_id), row)
+        return inserted.first() is not None
 
 
 def outcome_of(eng: sa.Engine, request_id: str) -> Any:
@@ -321,9 +320,12 @@ def write_now(eng: sa.Engine, table: str, rows: Iterable[dict[str, Any]]) -> Non
 
 
 def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
+    """SQLAlchemy's JSON type decodes stored values; only raw bytes are decoded here (a
+    stored string, such as a class name outcome, must not be parsed twice)."""
+    return json.loads(value) if isinstance(value, bytes) else value
 
 
 __all__: Sequence[str] = ["EventWriter", "Events", "counts", "default_url", "engine",
-                          "experiments", "exists", "load_config", "outcome_of", "read",
-                          "save_config", "write_now"]
+                          "experiments", "exists", "load_config", "outcome_of",
+                          "prediction_of", "read", "record_outcome", "save_config",
+                          "write_now"]

@@ -18,13 +18,16 @@ coverage (regression) and a reliability table (classifiers) per arm.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import special, stats
 
-from workbench.config import ExperimentConfig
-from workbench.events import Events
+from workbench.calibration import class_index, coverage, observations, reliability
+
+if TYPE_CHECKING:
+    from workbench.config import ExperimentConfig
+    from workbench.events import Events
 
 DRAWS = 20_000
 SRM_ALPHA = 0.001
@@ -56,6 +59,9 @@ class Readout:
     srm: dict[str, Any] | None
     coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
     reliability: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    skipped: int = 0  # stored outcomes the metric cannot take (older versions), not counted
+    counted: str = ""  # which events count (see workbench.readout)
+    state: dict[str, Any] | None = None  # the experiment's live state when read
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,11 +106,15 @@ def lift(draws: np.ndarray, control: int, *, relative: bool) -> list[dict[str, f
 
 
 def srm(observed: dict[str, int], weights: dict[str, float]) -> dict[str, Any] | None:
-    """Chi-square test of the realised split against the weights (sample ratio mismatch)."""
-    arms = list(weights)
+    """Chi-square test of the realised split against the weights (sample ratio mismatch).
+
+    ``weights`` are the expected shares (normalised here): the configured weights, or,
+    when they changed during the experiment, each arm's weight summed over its events.
+    """
+    arms = [a for a, w in weights.items() if w > 0 or observed.get(a, 0) > 0]
     counts = np.array([observed.get(a, 0) for a in arms], float)
     total = counts.sum()
-    if total < 20:
+    if total < 20 or len(arms) < 2:
         return None
     expected = np.array([weights[a] for a in arms]) / sum(weights.values()) * total
     p = float(stats.chisquare(counts, expected).pvalue)
@@ -136,29 +146,10 @@ def decide(arms: list[str], prob: np.ndarray, loss: np.ndarray, outcomes: list[i
 
 # -- per-request scores -----------------------------------------------------------------
 
-def observations(events: Events) -> tuple[np.ndarray, list[Any], list[Any]]:
-    """(arm, summary row, outcome) per observed row: feedback paired with served rows."""
-    arms, rows, values = [], [], []
-    for arm, summary, outcome in zip(events.arm, events.summary, events.outcome, strict=True):
-        if outcome is None or not summary:
-            continue
-        outs = outcome if isinstance(outcome, list) else [outcome] * len(summary)
-        for row, value in zip(summary, outs, strict=False):
-            arms.append(arm)
-            rows.append(row)
-            values.append(value)
-    return np.asarray(arms, dtype=object), rows, values
-
-
-def _class_index(row: dict[str, Any], value: Any) -> int:
-    names = list(row["probabilities"])
-    return names.index(value) if isinstance(value, str) else int(value)
-
-
 def log_score(row: dict[str, Any], value: Any) -> float:
     """Log predictive density of ``value`` under a served row."""
     if "probabilities" in row:
-        p = list(row["probabilities"].values())[_class_index(row, value)]
+        p = list(row["probabilities"].values())[class_index(row, value)]
         return float(np.log(max(p, 1e-12)))
     return float(stats.norm.logpdf(float(value), row["mean"], max(row["std"], 1e-12)))
 
@@ -167,7 +158,7 @@ def brier(row: dict[str, Any], value: Any) -> float:
     """Brier score of a classifier's probabilities against the observed class."""
     probs = np.array(list(row["probabilities"].values()))
     onehot = np.zeros_like(probs)
-    onehot[_class_index(row, value)] = 1.0
+    onehot[class_index(row, value)] = 1.0
     return float(np.sum((probs - onehot) ** 2))
 
 
@@ -213,48 +204,83 @@ def continuous_draws(groups: list[np.ndarray], samples: int, seed: int) -> np.nd
 
 # -- the read-out ---------------------------------------------------------------------------
 
+def metric_values(events: Events, metric: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(arm, value) per observed row: the outcome (binary, continuous) or the score of the
+    served prediction (``log_score``, ``brier``); and how many stored outcomes the metric
+    cannot take (written by older versions, which did not check): skipped, not fatal."""
+    arms, rows, values = observations(events)
+    keep, out, skipped = [], [], 0
+    for k, (row, value) in enumerate(zip(rows, values, strict=True)):
+        try:
+            if metric == "binary":
+                v = float(value)
+                ok = not isinstance(value, str) and v in (0.0, 1.0)
+            elif metric == "continuous":
+                v = float(value)
+                ok = not isinstance(value, str | bool) and np.isfinite(v)
+            else:
+                v = (log_score if metric == "log_score" else brier)(row, value)
+                ok = bool(np.isfinite(v))
+        except (TypeError, ValueError, IndexError, KeyError):
+            ok = False
+        if ok:
+            keep.append(k)
+            out.append(v)
+        else:
+            skipped += 1
+    return arms[keep] if keep else np.zeros(0, dtype=object), np.asarray(out, float), skipped
+
+
 def metric_draws(events: Events, config: ExperimentConfig, *, samples: int = DRAWS,
                  seed: int = 0) -> tuple[np.ndarray, list[int]]:
     """Posterior draws ``(samples, arms)`` of the configured metric, and outcomes per arm."""
+    draws, counts, _ = _draws(events, config, samples=samples, seed=seed)
+    return draws, counts
+
+
+def _draws(events: Events, config: ExperimentConfig, *, samples: int, seed: int
+           ) -> tuple[np.ndarray, list[int], int]:
     names = [a.name for a in config.arms]
-    arms, rows, values = observations(events)
+    arms, y, skipped = metric_values(events, config.metric)
     rng = np.random.default_rng(seed)
     per_arm = [np.flatnonzero(arms == a) for a in names]
     counts = [len(i) for i in per_arm]
     if config.metric == "binary":
-        y = np.array([float(v) for v in values]) if values else np.zeros(0)
-        s = [y[i].sum() for i in per_arm]
-        alpha, beta = beta_posterior(np.array(s), np.array(counts))
-        return rng.beta(alpha, beta, size=(samples, len(names))), counts
+        alpha, beta = beta_posterior(np.array([y[i].sum() for i in per_arm]), np.array(counts))
+        return rng.beta(alpha, beta, size=(samples, len(names))), counts, skipped
     if config.metric == "continuous":
-        y = np.array([float(v) for v in values]) if values else np.zeros(0)
-        return continuous_draws([y[i] for i in per_arm], min(samples, 4000), seed), counts
-    score = log_score if config.metric == "log_score" else brier
-    scores = np.array([score(r, v) for r, v in zip(rows, values, strict=True)])
-    draws = np.stack([bayesian_bootstrap(scores[i], samples, rng) for i in per_arm], axis=1)
-    return draws, counts
+        return (continuous_draws([y[i] for i in per_arm], min(samples, 4000), seed), counts,
+                skipped)
+    draws = np.stack([bayesian_bootstrap(y[i], samples, rng) for i in per_arm], axis=1)
+    return draws, counts, skipped
 
 
 def analyze(events: Events, config: ExperimentConfig, *, weights: dict[str, float] | None = None,
-            samples: int = DRAWS, seed: int = 0) -> Readout:
-    """The full read-out of ``events`` (primary arms; the shadow is scored beside them)."""
+            samples: int = DRAWS, seed: int = 0, expected: dict[str, float] | None = None,
+            served: Events | None = None) -> Readout:
+    """The full read-out of ``events`` (primary arms; the shadow is scored beside them).
+
+    ``expected``: each arm's expected share of traffic for the sample-ratio test (default:
+    the configured weights). ``served``: the events to score calibration on, by the arm
+    that served them (default: ``events``). :func:`workbench.readout.read_out` passes both.
+    """
     names = [a.name for a in config.arms]
     higher = config.metric != "brier"
     primary = events.mask(np.isin(events.arm, names) & (events.status != "shadow"))
-    draws, counts = metric_draws(primary, config, samples=samples, seed=seed)
+    draws, counts, skipped = _draws(primary, config, samples=samples, seed=seed)
     control = names.index(config.control_arm.name)
     observed = np.isfinite(draws).all(axis=0)
     prob = prob_best(np.where(observed, draws, -np.inf if higher else np.inf),
                      higher_is_better=higher)
     loss = expected_loss(np.nan_to_num(draws), higher_is_better=higher)
     lifts = lift(draws, control, relative=config.metric in ("binary", "continuous"))
-    served = {a: int(np.sum(primary.arm == a)) for a in names}
+    n_served = {a: int(np.sum(primary.arm == a)) for a in names}
     arms_out = []
     for k, arm in enumerate(config.arms):
         col = draws[:, k]
         has = counts[k] > 0 and np.isfinite(col).all()
         arms_out.append(ArmReadout(
-            arm=arm.name, model=arm.model, predictions=served[arm.name], outcomes=counts[k],
+            arm=arm.name, model=arm.model, predictions=n_served[arm.name], outcomes=counts[k],
             mean=float(col.mean()) if has else None,
             interval=tuple(map(float, np.quantile(col, [0.05, 0.95]))) if has else None,
             prob_best=float(prob[k]) if has else None,
@@ -262,11 +288,13 @@ def analyze(events: Events, config: ExperimentConfig, *, weights: dict[str, floa
             lift=lifts[k] if has and k != control and counts[control] > 0 else None,
             is_control=k == control, weight=(weights or config.weights).get(arm.name),
             density=_density(col) if has else None))
-    srm_result = srm(served, config.weights) if config.mode == "split" else None
+    srm_result = srm(n_served, expected or config.weights) if config.mode == "split" \
+        else None
+    scored = events if served is None else served
     return Readout(
         experiment=config.name, metric=config.metric, higher_is_better=higher, arms=arms_out,
         decision=decide(names, prob, loss, counts, config), srm=srm_result,
-        coverage=coverage(events), reliability=reliability(events))
+        coverage=coverage(scored), reliability=reliability(scored), skipped=skipped)
 
 
 def _density(col: np.ndarray, points: int = 60) -> dict[str, list[float]]:
@@ -277,37 +305,3 @@ def _density(col: np.ndarray, points: int = 60) -> dict[str, list[float]]:
     grid = np.linspace(lo, hi, points)
     kde = stats.gaussian_kde(col[:: max(1, len(col) // 4000)])
     return {"x": grid.tolist(), "y": kde(grid).tolist()}
-
-
-def coverage(events: Events) -> dict[str, dict[str, Any]]:
-    """Per arm: the share of observed continuous outcomes inside their served interval."""
-    arms, rows, values = observations(events)
-    out: dict[str, dict[str, Any]] = {}
-    for arm in dict.fromkeys(arms.tolist()):
-        pairs = [(r, v) for a, r, v in zip(arms, rows, values, strict=True)
-                 if a == arm and "probabilities" not in r and "interval" in r]
-        if pairs:
-            inside = [r["interval"][0] <= float(v) <= r["interval"][1] for r, v in pairs]
-            out[arm] = {"rows": len(pairs), "coverage": float(np.mean(inside)),
-                        "mean_width": float(np.mean([r["interval"][1] - r["interval"][0]
-                                                     for r, _ in pairs]))}
-    return out
-
-
-def reliability(events: Events, bins: int = 10) -> dict[str, list[dict[str, float]]]:
-    """Per arm (binary classifiers): predicted probability against observed frequency."""
-    arms, rows, values = observations(events)
-    out: dict[str, list[dict[str, float]]] = {}
-    for arm in dict.fromkeys(arms.tolist()):
-        pairs = [(r, v) for a, r, v in zip(arms, rows, values, strict=True)
-                 if a == arm and len(r.get("probabilities", {})) == 2]
-        if not pairs:
-            continue
-        p = np.array([r["mean"] for r, _ in pairs])
-        y = np.array([_class_index(r, v) for r, v in pairs], float)
-        edges = np.linspace(0, 1, bins + 1)
-        which = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
-        out[arm] = [{"lo": float(edges[b]), "hi": float(edges[b + 1]), "rows": int(np.sum(m)),
-                     "predicted": float(p[m].mean()), "observed": float(y[m].mean())}
-                    for b in range(bins) if (m := which == b).any()]
-    return out

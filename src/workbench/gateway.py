@@ -1,27 +1,33 @@
-"""The experiment gateway's logic: assign, predict through the Predictor, log, fall back,
-mirror to a shadow, take feedback, and read the experiment out.
+"""The experiment gateway: route a unit to its arm, answer through the arm's model, log it,
+take feedback, act on the experiment, and read it out.
 
-The service in ``bentos/experiment`` is a thin shell over :class:`Gateway`; the Predictor
-is reached through an async callable (BentoML's dependency client in production).
+Each concept lives in its own module; :class:`Gateway` puts them together for one replica:
+
+- :mod:`workbench.routing` — the live state (status, weights, winner) polled from the
+  database, and the sticky assignment under it;
+- :mod:`workbench.arms` — the call to the arm's model, its fallback and the shadow;
+- :mod:`workbench.feedback` — outcomes checked by the metric, stored once;
+- :mod:`workbench.control` / :mod:`workbench.guardrails` / :mod:`workbench.bandit` —
+  lifecycle actions, automatic ones, and Thompson allocation;
+- :mod:`workbench.readout` — the one read-out.
+
+A replica holds nothing that another replica needs: state, de-duplication and the audit
+trail are in the event store's database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from workbench import assignment, events, experiments
+from workbench import bandit, control, events, feedback, guardrails, readout
+from workbench.arms import ArmClient, ArmModel, PredictCall
 from workbench.config import ExperimentConfig
-from workbench.errors import ArmFailed, InputError, ModelNotFound
+from workbench.errors import InputError, ModelNotFound
 from workbench.predict import (
     DEFAULT_MASS,
     MAX_RETURNED_DRAWS,
@@ -29,26 +35,15 @@ from workbench.predict import (
     check_interval_mass,
     validate_rows,
 )
+from workbench.routing import LiveState
 
 logger = logging.getLogger("workbench.gateway")
 
-PredictCall = Callable[..., Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class ArmModel:
-    """What the gateway knows of an arm's model without loading it."""
-
-    arm: str
-    ref: str
-    tag: str
-    features: tuple[str, ...]
-    targets: tuple[str, ...]
-    kind: str
+MAX_UNIT = 256  # the unit column's width
 
 
 class Gateway:
-    """One experiment behind one Predictor.
+    """One experiment, one replica.
 
     Parameters
     ----------
@@ -63,119 +58,80 @@ class Gateway:
         The event store and its batched writer.
     max_rows
         The most rows one request may carry.
+    poll_seconds
+        How often the experiment's state is read again (a change reaches traffic within it).
+    feedback_grace
+        How long feedback for a request id issued a moment ago waits for another replica
+        to write that request's event before the id is called unknown.
     """
 
     def __init__(self, config: ExperimentConfig, models: Mapping[str, ArmModel],
                  predict: PredictCall, *, engine: Any, writer: events.EventWriter,
-                 max_rows: int = 1024) -> None:
+                 max_rows: int = 1024, poll_seconds: float = 1.0,
+                 feedback_grace: float = 5.0) -> None:
         from workbench.serving import log_to_stderr
 
         log_to_stderr()
         self.config = config
-        self.models = dict(models)
-        self._call = predict
         self.engine = engine
         self.writer = writer
         self.max_rows = max_rows
-        self.weights = dict(config.weights)
-        self.weights_updated: float | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._outcomes_seen: set[str] = set()
-        self._stop = threading.Event()
-        self.counters = {"requests": 0, "fallbacks": 0, "shadow": 0, "shadow_errors": 0}
+        self.feedback_grace = feedback_grace
+        self.arms = ArmClient(config, models, predict)
+        self.models = self.arms.models
+        self.counters = {"requests": 0, "feedback": 0, "feedback_duplicates": 0,
+                         "checks": 0, "check_errors": 0, "automatic_actions": 0}
         events.save_config(engine, config.name, config.to_config())
-        if config.mode == "bandit":
-            threading.Thread(target=self._bandit_loop, name="workbench-bandit",
-                             daemon=True).start()
+        self.live = LiveState(engine, config, poll_seconds=poll_seconds)
+        self._stop = threading.Event()
+        self._loop = threading.Thread(target=self._control_loop, name="workbench-control",
+                                      daemon=True)
+        self._loop.start()
 
     # -- predict ---------------------------------------------------------------------------
-
-    async def _predict(self, **kwargs: Any) -> dict[str, Any]:
-        """Call the Predictor; retry once when a kept-alive connection was closed under us
-        (the server's keep-alive timeout racing a reused connection), which is safe because
-        a prediction has no side effects."""
-        try:
-            return await self._call(**kwargs)
-        except Exception as exc:
-            if not _transient(exc):
-                raise
-            logger.info("retrying a predictor call after %r", exc)
-            return await self._call(**kwargs)
-
-    def assign(self, unit: str) -> str:
-        return assignment.assign(self.config.name, unit, self.weights, self.config.salt)
 
     async def predict(self, unit: Any, instances: Any, *, interval_mass: Any = DEFAULT_MASS,
                       draws: Any = 0) -> dict[str, Any]:
         """``POST /predict``: the assigned arm's prediction plus request id, experiment, arm."""
         started = time.perf_counter()
-        if isinstance(unit, bool) or not isinstance(unit, str | int) or unit == "":
-            raise InputError(f"unit must be a non-empty string or integer, got {unit!r}",
+        if isinstance(unit, bool) or not isinstance(unit, str | int) or unit == "" or \
+                len(str(unit)) > MAX_UNIT:
+            raise InputError(f"unit must be a non-empty string or integer (at most {MAX_UNIT} "
+                             "characters)",
                              detail={"expected": f"the {self.config.unit} this request is for"})
         unit = str(unit)
-        arm = self.assign(unit)
-        model = self.models[arm]
-        rows = validate_rows(instances, model.features, max_rows=self.max_rows)
-        mass = check_interval_mass(interval_mass)
-        n_draws = check_draws(draws, MAX_RETURNED_DRAWS)
-        request_id = uuid.uuid4().hex
-        payload = {"instances": rows.tolist(), "interval_mass": mass, "draws": n_draws}
-        status, served, fallback_from = "ok", model, None
-        try:
-            body = await self._predict(model=model.ref, **payload)
-        except Exception as exc:
-            control = self.models[self.config.control_arm.name]
-            logger.warning("predictor call for arm %r (%s) failed: %r", arm, model.tag, exc,
-                           exc_info=True)
-            if arm == control.arm or control.features != model.features:
-                raise ArmFailed(f"arm {arm!r} failed and no fallback could answer: {exc}",
-                                detail={"arm": arm}) from exc
-            logger.warning("arm %r (%s) failed; answering from control %r: %s", arm,
-                           model.tag, control.arm, exc)
-            self.counters["fallbacks"] += 1
-            status, served, fallback_from = "fallback", control, arm
-            body = await self._predict(model=control.ref, **payload)
-        latency_ms = (time.perf_counter() - started) * 1000.0
+        arm, status = self.live.route(unit)
+        rows = validate_rows(instances, self.models[arm].features, max_rows=self.max_rows)
+        payload = {"instances": rows.tolist(), "interval_mass": check_interval_mass(
+            interval_mass), "draws": check_draws(draws, MAX_RETURNED_DRAWS)}
+        request_id = feedback.new_request_id()
+        served = await self.arms.serve(arm, payload, status)
         self.counters["requests"] += 1
+        self._log(request_id, None, unit, served.arm, served.body, served.status,
+                  served.fallback_from, payload, (time.perf_counter() - started) * 1000.0)
+        if status == "ok":
+            self.arms.mirror(payload, lambda model, body, ms: self._log(
+                f"{request_id}-shadow", request_id, unit, model, body, "shadow", None,
+                payload, ms))
+        out = {"request_id": request_id, "experiment": self.config.name,
+               "arm": served.arm.arm}
+        if served.fallback_from:
+            out["fallback_from"] = served.fallback_from
+        return served.body | out
+
+    def _log(self, request_id: str, parent_id: str | None, unit: str, model: ArmModel,
+             body: dict[str, Any], status: str, fallback_from: str | None,
+             payload: dict[str, Any], latency_ms: float) -> None:
         self.writer.prediction({
-            "request_id": request_id, "parent_id": None, "ts": time.time(),
-            "experiment": self.config.name, "arm": served.arm, "model_tag": body["model"],
+            "request_id": request_id, "parent_id": parent_id, "ts": time.time(),
+            "experiment": self.config.name, "arm": model.arm, "model_tag": body["model"],
             "unit": unit, "latency_ms": latency_ms, "status": status,
-            "fallback_from": fallback_from, "n_rows": len(rows),
+            "fallback_from": fallback_from, "n_rows": len(payload["instances"]),
             "summary": body["predictions"], "instances": payload["instances"]})
-        if self.config.shadow is not None:
-            self._spawn(self._shadow(request_id, unit, payload))
-        out = {"request_id": request_id, "experiment": self.config.name, "arm": served.arm}
-        if fallback_from:
-            out["fallback_from"] = fallback_from
-        return body | out
-
-    async def _shadow(self, parent_id: str, unit: str, payload: dict[str, Any]) -> None:
-        shadow = self.models[self.config.shadow.name]  # type: ignore[union-attr]
-        started = time.perf_counter()
-        try:
-            body = await self._predict(model=shadow.ref, **payload)
-        except Exception:
-            self.counters["shadow_errors"] += 1
-            logger.warning("shadow %r failed", shadow.arm, exc_info=True)
-            return
-        self.counters["shadow"] += 1
-        self.writer.prediction({
-            "request_id": f"{parent_id}-shadow", "parent_id": parent_id, "ts": time.time(),
-            "experiment": self.config.name, "arm": shadow.arm, "model_tag": body["model"],
-            "unit": unit, "latency_ms": (time.perf_counter() - started) * 1000.0,
-            "status": "shadow", "fallback_from": None, "n_rows": len(payload["instances"]),
-            "summary": body["predictions"], "instances": payload["instances"]})
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
         """Wait for mirrored shadow calls still in flight (before a shutdown)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.arms.drain()
 
     # -- batch jobs --------------------------------------------------------------------------
 
@@ -191,137 +147,136 @@ class Gateway:
         rows = validate_rows(instances, arm.features, max_rows=1_000_000)
         predictions: list[dict[str, Any]] = []
         for start in range(0, len(rows), chunk):
-            body = await self._predict(model=arm.ref, instances=rows[start:start + chunk]
-                                       .tolist(), interval_mass=DEFAULT_MASS, draws=0)
+            body = await self.arms.call(model=arm.ref, instances=rows[start:start + chunk]
+                                        .tolist(), interval_mass=DEFAULT_MASS, draws=0)
             predictions.extend(body["predictions"])
         return {"model": arm.tag, "rows": len(rows), "predictions": predictions}
 
     # -- feedback ----------------------------------------------------------------------------
 
-    def feedback(self, request_id: Any, outcome: Any) -> dict[str, Any]:
-        """``POST /feedback``: record an outcome once; a repeat is acknowledged, not stored."""
-        if not isinstance(request_id, str) or not request_id:
-            raise InputError("request_id must be the string returned by /predict")
-        _check_outcome(outcome)
-        if request_id in self._outcomes_seen or events.outcome_of(self.engine,
-                                                                  request_id) is not None:
-            return {"request_id": request_id, "status": "duplicate"}
-        if not (self.writer.is_pending(request_id)
-                or events.exists(self.engine, request_id) == self.config.name):
+    async def feedback(self, request_id: Any, outcome: Any) -> dict[str, Any]:
+        """``POST /feedback``: check the outcome against the metric and the model that
+        served the request, store it once (a repeat is acknowledged as a duplicate)."""
+        request_id = feedback.check_request_id(request_id)
+        found = await self._prediction(request_id)
+        if found is None or found["experiment"] != self.config.name:
             raise ModelNotFound(f"unknown request_id {request_id!r}",
                                 detail={"expected": "a request_id returned by this "
                                                     f"experiment's /predict ({self.config.name})"})
-        self._outcomes_seen.add(request_id)
-        self.writer.outcome({"request_id": request_id, "ts": time.time(),
-                             "experiment": self.config.name, "outcome": outcome})
-        return {"request_id": request_id, "status": "recorded"}
+        model = self.models.get(found["arm"])
+        value = feedback.check_outcome(
+            outcome, metric=self.config.metric, kind=model.kind if model else "",
+            classes=model.targets if model else (), n_rows=int(found["n_rows"]))
+        recorded = await asyncio.to_thread(events.record_outcome, self.engine, {
+            "request_id": request_id, "ts": time.time(), "experiment": self.config.name,
+            "outcome": value})
+        self.counters["feedback" if recorded else "feedback_duplicates"] += 1
+        return {"request_id": request_id, "status": "recorded" if recorded else "duplicate"}
+
+    async def _prediction(self, request_id: str) -> dict[str, Any] | None:
+        """The logged request, waiting a little for one issued a moment ago (possibly by
+        another replica whose writer has not flushed it yet)."""
+        issued = feedback.issued_at(request_id)
+        deadline = (issued or 0.0) + self.feedback_grace
+        delay = 0.02
+        while True:
+            found = self.writer.pending(request_id) or await asyncio.to_thread(
+                events.prediction_of, self.engine, request_id)
+            if found is not None or time.time() >= deadline:
+                return found
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def act(self, action: str, *, actor: str, reason: str = "", arm: str | None = None,
+            weight: Any = None, winner: str | None = None) -> dict[str, Any]:
+        """An admin action (``pause``, ``resume``, ``ramp``, ``conclude``), audited; the
+        new state is live on this replica at once and on the others within a poll."""
+        name = self.config.name
+        if action == "pause":
+            control.pause(self.engine, name, actor=actor, reason=reason)
+        elif action == "resume":
+            control.resume(self.engine, name, actor=actor, reason=reason)
+        elif action == "ramp":
+            control.ramp(self.engine, name, arm or "", weight, actor=actor, reason=reason)
+        elif action == "conclude":
+            control.conclude(self.engine, name, winner or self._decided(), actor=actor,
+                             reason=reason)
+        else:
+            raise InputError(f"unknown action {action!r}",
+                             detail={"expected one of": ["pause", "resume", "ramp",
+                                                         "conclude"]})
+        self.live.refresh()
+        return self.state()
+
+    def _decided(self) -> str:
+        from workbench.errors import Conflict
+
+        winner = self.analysis()["decision"]["winner"]
+        if winner is None:
+            raise Conflict("no arm is decided yet", detail={
+                "expected": "a winner (the arm to send all traffic to), or more outcomes"})
+        return winner
+
+    def state(self) -> dict[str, Any]:
+        """The live state and the experiment's most recent audit rows."""
+        return {"state": self.live.state.to_dict(),
+                "audit": control.history(self.engine, self.config.name, limit=20)}
+
+    def _control_loop(self) -> None:
+        """Follow the state; run guardrails, auto-conclude and the bandit when due."""
+        checked = allocated = 0.0
+        automatic = self.config.guardrails.active or self.config.auto_conclude.enabled
+        while not self._stop.wait(self.live.poll_seconds):
+            self.live.refresh()
+            now = time.time()
+            try:
+                if automatic and now - checked >= self.config.check_seconds:
+                    checked = now
+                    self.counters["checks"] += 1
+                    self.counters["automatic_actions"] += len(
+                        guardrails.check(self.engine, self.config, now=now))
+                if self.config.mode == "bandit" and now - allocated >= 1.0:
+                    allocated = now
+                    bandit.reallocate(self.engine, self.config, self.live.state, now=now)
+            except Exception:
+                self.counters["check_errors"] += 1
+                logger.exception("experiment %r: a guardrail/bandit check failed; next one "
+                                 "in %.0fs", self.config.name, self.config.check_seconds)
 
     # -- read-outs ---------------------------------------------------------------------------
 
     def experiment(self) -> dict[str, Any]:
-        """``GET /experiment``: the config, the live weights and the counts per arm."""
-        return {"config": self.config.to_dict(), "weights": self.weights,
-                "weights_updated": self.weights_updated,
+        """``GET /experiment``: config, live state, counts per arm, counters."""
+        state = self.live.state
+        return {"config": self.config.to_dict(), "state": state.to_dict(),
+                "weights": state.routing(self.config.control_arm.name)[0],
                 "counts": events.counts(self.engine, self.config.name),
                 "models": {a: m.tag for a, m in self.models.items()},
-                "counters": dict(self.counters), "events_written": dict(self.writer.written)}
+                "counters": self.counters | self.arms.counters,
+                "events_written": dict(self.writer.written)}
 
     def analysis(self) -> dict[str, Any]:
-        """``GET /analysis``: the Bayesian read-out from the event store."""
-        data = events.read(self.engine, self.config.name)
-        readout = experiments.analyze(data.mask(np.isin(data.status, ["ok", "shadow"])),
-                                      self.config, weights=self.weights)
-        return readout.to_dict()
+        """``GET /analysis``: the one read-out (:func:`workbench.readout.read_out`)."""
+        return readout.read_out(self.engine, self.config.name, config=self.config).to_dict()
 
     def metadata(self) -> dict[str, Any]:
         """``GET /metadata``: what clients must send (and get back), per arm."""
+        arm = next(iter(self.models.values()))
         return {"experiment": self.config.name, "unit": self.config.unit,
                 "arms": {a: {"model": m.ref, "tag": m.tag, "kind": m.kind,
                              "features": list(m.features), "targets": list(m.targets)}
                          for a, m in self.models.items()},
-                "request": {"unit": "string or integer", "instances": "rows as lists or "
-                            "objects keyed by feature name", "interval_mass": "(0, 1)",
-                            "draws": f"0..{MAX_RETURNED_DRAWS}"},
-                "feedback": {"request_id": "from /predict", "outcome": "a number (0/1 for a "
-                             "binary outcome), a class name, or one per row"}}
-
-    # -- bandit ------------------------------------------------------------------------------
-
-    def update_weights(self) -> dict[str, float]:
-        """Thompson sampling: allocate by each arm's posterior probability to be best."""
-        data = events.read(self.engine, self.config.name)
-        names = [a.name for a in self.config.arms]
-        data = data.mask(np.isin(data.arm, names) & (data.status == "ok"))
-        draws, _ = experiments.metric_draws(data, self.config, samples=4000,
-                                            seed=int(time.time()))
-        draws = np.nan_to_num(draws, nan=0.0)
-        self.weights = assignment.thompson_weights(
-            draws, names, min_weight=self.config.bandit.min_weight,
-            higher_is_better=self.config.metric != "brier")
-        self.weights_updated = time.time()
-        return self.weights
-
-    def _bandit_loop(self) -> None:
-        while not self._stop.wait(self.config.bandit.update_seconds):
-            try:
-                self.update_weights()
-            except Exception:
-                logger.exception("bandit weight update failed; keeping %s", self.weights)
+                "request": {"unit": f"string or integer (at most {MAX_UNIT} characters)",
+                            "instances": "rows as lists or objects keyed by feature name",
+                            "interval_mass": "(0, 1)", "draws": f"0..{MAX_RETURNED_DRAWS}"},
+                "feedback": {"request_id": "from /predict", "outcome": feedback.expected(
+                    self.config.metric, arm.kind, arm.targets) + ", or a list, one per row"}}
 
     def close(self) -> None:
         self._stop.set()
         self.writer.close()
-
-
-def keep_one_session(client: Any) -> None:
-    """Stop BentoML's HTTP client (the gateway's ``bentoml.depends`` on its Predictor) from
-    replacing its aiohttp session every 100 requests or 5 minutes.
-
-    BentoML 1.4 closes the old session while other requests are still in flight on it:
-    under concurrent traffic those fail with "Connector is closed" (retried once by
-    :meth:`Gateway._predict`) or lose their response until the client's 30 s timeout (the
-    benchmarks saw one such 503 among ~1400 requests at 64 clients). One session for the
-    client's lifetime avoids both; connections that went stale are still retried once.
-    Clients without such a session manager (an in-process dependency) are left alone.
-    """
-    manager = getattr(client, "_session_manager", None)
-    if manager is not None and hasattr(manager, "max_requests"):
-        manager.max_requests = sys.maxsize
-        manager.max_age = float("inf")
-
-
-def _transient(exc: BaseException) -> bool:
-    """A connection dropped or refused before an answer: worth one retry."""
-    try:
-        import aiohttp
-        if isinstance(exc, aiohttp.ClientConnectionError):
-            return True
-    except ImportError:  # pragma: no cover - aiohttp comes with BentoML
-        pass
-    return isinstance(exc, ConnectionError)
-
-
-def _check_outcome(outcome: Any) -> None:
-    values = outcome if isinstance(outcome, list) else [outcome]
-    ok = values and all((isinstance(v, int | float) and not isinstance(v, bool)
-                         and np.isfinite(v)) or isinstance(v, str) for v in values)
-    if not ok:
-        raise InputError(f"invalid outcome {outcome!r}",
-                         detail={"expected": "a finite number (0 or 1 for a binary outcome), "
-                                             "a class name, or a list of them, one per row"})
-
-
-def arm_models(config: ExperimentConfig, tags: Mapping[str, str],
-               metadata: Callable[[str], dict[str, Any]]) -> dict[str, ArmModel]:
-    """Each arm's model from the resolved ``tags`` ({ref: tag}) and the store's metadata."""
-    out = {}
-    for arm, ref in config.models().items():
-        tag = tags[ref]
-        meta = metadata(tag)
-        out[arm] = ArmModel(arm=arm, ref=ref, tag=tag,
-                            features=tuple(meta.get("feature_names") or ()),
-                            targets=tuple(meta.get("targets") or ()), kind=meta.get("kind", ""))
-    return out
 
 
 def http_app(get_gateway: Callable[[], Gateway],
@@ -347,8 +302,9 @@ def http_app(get_gateway: Callable[[], Gateway],
         gw = get_gateway()
         try:
             status = await predictor_status()
-        except Exception as exc:
-            return JSONResponse({"ready": False, "predictor": f"unreachable: {exc}",
+        except Exception:
+            logger.warning("predictor unreachable from /health/all", exc_info=True)
+            return JSONResponse({"ready": False, "predictor": "unreachable",
                                  "arms": {a: {"model": m.ref, "tag": m.tag, "ready": False}
                                           for a, m in gw.models.items()}}, status_code=503)
         lookup = status.get("lookup", {})
@@ -356,7 +312,11 @@ def http_app(get_gateway: Callable[[], Gateway],
                     "ready": bool(status.get("ready")) and lookup.get(m.ref) == m.tag}
                 for a, m in gw.models.items()}
         ok = all(a["ready"] for a in arms.values())
-        return JSONResponse({"ready": ok, "arms": arms, "event_store": gw.engine.dialect.name},
+        return JSONResponse({"ready": ok, "arms": arms, "event_store": gw.engine.dialect.name,
+                             "state": {"version": gw.live.state.version,
+                                       "status": gw.live.state.status,
+                                       "read_at": gw.live.read_at,
+                                       "read_failures": gw.live.failures}},
                             status_code=200 if ok else 503)
 
     async def docs(_: Any) -> RedirectResponse:

@@ -89,6 +89,21 @@ def test_feedback_unknown_duplicate_and_bad(split):
     assert bad.status_code == 400 and "invalid outcome" in bad.json()["error"]
 
 
+def test_bad_feedback_is_refused_before_it_is_stored_and_analysis_stays_200(split):
+    server, db = split
+    rid = _predict(server.url, "bad-fb-user").json()["request_id"]
+    for outcome in ("yes", 5, [], None, "malignant", 0.5, [1, 0]):
+        r = httpx.post(server.url + "/feedback", json={"request_id": rid, "outcome": outcome})
+        assert r.status_code == 400, (outcome, r.text)
+        assert r.json()["detail"]["expected"] == "0, 1, true or false" or \
+            "rows" in r.json()["error"]
+    assert events.outcome_of(events.engine(db), rid) is None
+    assert httpx.post(server.url + "/feedback", json={"request_id": rid,
+                                                      "outcome": True}).json()["status"] \
+        == "recorded"
+    assert httpx.get(server.url + "/analysis").status_code == 200
+
+
 @pytest.mark.parametrize(("payload", "message"), [
     ({"instances": [ROWS[0]]}, "Field required"),
     ({"unit": "", "instances": [ROWS[0]]}, "unit must be"),
@@ -116,25 +131,46 @@ def test_read_outs_health_and_metadata(split):
     assert exp["config"]["name"] == "e2e-split" and exp["weights"]["control"] == 0.5
 
 
-def test_simulator_then_analysis_from_the_cli(split, tmp_path):
+def test_simulator_then_one_read_out_everywhere(split, tmp_path):
+    """/analysis, `workbench analyze`, the dashboard and readout.read_out (what notebook 03
+    calls) give the same numbers on the same store."""
+    from workbench import readout
+    from workbench.dashboard import Dashboard
+
     server, db = split
     out = subprocess.run([sys.executable, "-m", "workbench.cli", "simulate", "--url",
                           server.url, "--duration", "6", "--rate", "25", "--users", "100",
                           "--json"], capture_output=True, text=True, timeout=120, check=True)
     summary = json.loads(out.stdout)
     assert summary["ok"] > 50 and summary["errors"] == {} and summary["feedback"] == summary["ok"]
-    time.sleep(1)  # let the event writer flush
+    eng = events.engine(db)
+    deadline = time.monotonic() + 30  # the event writer flushes off the request path
+
+    def flushed() -> bool:
+        exp = httpx.get(server.url + "/experiment").json()
+        logged = exp["counters"]["requests"] + exp["counters"]["shadow"]
+        return exp["events_written"]["predictions"] == logged
+    while not flushed():
+        assert time.monotonic() < deadline, "events not written"
+        time.sleep(0.1)
     analysis = httpx.get(server.url + "/analysis").json()
     assert {a["arm"] for a in analysis["arms"]} == {"control", "treatment"}
     assert all(a["outcomes"] > 0 for a in analysis["arms"])
     assert analysis["srm"] is not None
-    cli = subprocess.run([sys.executable, "-m", "workbench.cli", "analyze", "e2e-split",
-                          "--db", db, "--json"], capture_output=True, text=True,
-                         timeout=120, check=True)
-    readout = json.loads(cli.stdout)
-    assert {a["arm"]: a["outcomes"] for a in readout["arms"]} == {
-        a["arm"]: a["outcomes"] for a in analysis["arms"]}
-    assert readout["arms"][0]["arm"] == "control"  # the recorded config's control arm
+    cli = json.loads(subprocess.run([sys.executable, "-m", "workbench.cli", "analyze",
+                                     "e2e-split", "--db", db, "--json"], capture_output=True,
+                                    text=True, timeout=120, check=True).stdout)
+    notebook = json.loads(json.dumps(readout.read_out(eng, "e2e-split").to_dict(),
+                                     default=str))
+    dashboard = Dashboard(db)
+    dashboard.experiment = "e2e-split"
+    board = json.loads(json.dumps(dashboard._data()[2], default=str))
+
+    def numbers(r):
+        return [(a["arm"], a["predictions"], a["outcomes"], a["mean"], a["prob_best"],
+                 a["expected_loss"]) for a in r["arms"]], r["decision"], r["counted"]
+    assert numbers(cli) == numbers(analysis) == numbers(notebook) == numbers(board)
+    assert cli["arms"][0]["arm"] == "control"  # the recorded config's control arm
 
 
 def test_batch_job(split):
@@ -187,6 +223,8 @@ name: e2e-fallback
 arms:
   - {name: control, model: champion, weight: 0.5}
   - {name: broken, model: challenger, weight: 0.5}
+guardrails: {error_rate: 0.2, min_samples: 15}
+check_seconds: 0.5
 """
     # The Predictor serves only the champion, so every call for the broken arm fails.
     server, db = serve_experiment(config, tmp_path, env={"WORKBENCH_MODELS": "champion"})
@@ -195,13 +233,28 @@ arms:
         assert all(b["arm"] == "control" and b["predictions"] for b in bodies)
         fell_back = [b for b in bodies if b.get("fallback_from") == "broken"]
         assert 5 < len(fell_back) < 35
-        time.sleep(1)
-        data = events.read(events.engine(db), "e2e-fallback")
-        assert int(np.sum(data.status == "fallback")) == len(fell_back)
         exp = httpx.get(server.url + "/experiment").json()
         assert exp["counters"]["fallbacks"] == len(fell_back)
         health = httpx.get(server.url + "/health/all")
         assert health.status_code == 503 and health.json()["arms"]["broken"]["ready"] is False
+        # The guardrail (error rate > 20% over >= 15 requests) pauses the broken arm by
+        # itself; its traffic goes to control, and the audit trail says why.
+        deadline = time.monotonic() + 30
+        while httpx.get(server.url + "/experiment").json()["weights"]["broken"] != 0.0:
+            assert time.monotonic() < deadline, "the guardrail did not pause the arm"
+            time.sleep(0.1)
+        audit = httpx.post(server.url + "/admin/state", json={}).json()["audit"][0]
+        assert (audit["action"], audit["actor"]) == ("pause_arm", "guardrail")
+        assert audit["reason"].startswith("guardrail error_rate: 1 > 0.2")
+        after = [_predict(server.url, f"after-{i}").json() for i in range(20)]
+        assert all(b["arm"] == "control" and "fallback_from" not in b for b in after)
+        eng = events.engine(db)
+        while int(np.sum(events.read(eng, "e2e-fallback").status == "fallback")) \
+                < len(fell_back):
+            assert time.monotonic() < deadline, "fallbacks not written"
+            time.sleep(0.05)
+        assert int(np.sum(events.read(eng, "e2e-fallback").status == "fallback")) == \
+            len(fell_back)
     finally:
         server.stop()
 

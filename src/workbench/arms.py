@@ -1,0 +1,166 @@
+"""The arms' models, reached through the Predictor: one call per request, one retry of a
+dropped connection, the control's answer when a treatment arm fails, and a shadow that is
+mirrored off the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.config import ExperimentConfig
+from workbench.errors import ArmFailed
+
+logger = logging.getLogger("workbench.arms")
+
+PredictCall = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """What the gateway knows of an arm's model without loading it."""
+
+    arm: str
+    ref: str
+    tag: str
+    features: tuple[str, ...]
+    targets: tuple[str, ...]
+    kind: str
+
+
+@dataclass(frozen=True)
+class Served:
+    """A request's answer: the Predictor's body, the arm that served it, and how."""
+
+    body: dict[str, Any]
+    arm: ArmModel
+    status: str  # the status the caller asked for, or "fallback"
+    fallback_from: str | None
+
+
+class ArmClient:
+    """Calls the arms' models.
+
+    Parameters
+    ----------
+    config
+        The experiment (which arm is control, which is the shadow).
+    models
+        Each arm's (and the shadow's) model, by arm name.
+    predict
+        ``await predict(instances=..., model=REF, interval_mass=..., draws=...)`` → the
+        Predictor's JSON; raises on any failure.
+    """
+
+    def __init__(self, config: ExperimentConfig, models: Mapping[str, ArmModel],
+                 predict: PredictCall) -> None:
+        self.config = config
+        self.models = dict(models)
+        self._call = predict
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.counters = {"fallbacks": 0, "shadow": 0, "shadow_errors": 0, "retries": 0}
+
+    async def call(self, **kwargs: Any) -> dict[str, Any]:
+        """Call the Predictor; retry once when a kept-alive connection was closed under us
+        (the server's keep-alive timeout racing a reused connection), which is safe because
+        a prediction has no side effects."""
+        try:
+            return await self._call(**kwargs)
+        except Exception as exc:
+            if not _transient(exc):
+                raise
+            self.counters["retries"] += 1
+            logger.info("retrying a predictor call after %r", exc)
+            return await self._call(**kwargs)
+
+    async def serve(self, arm: str, payload: dict[str, Any], status: str = "ok") -> Served:
+        """``arm``'s answer; the control's when a treatment arm fails (same features)."""
+        model = self.models[arm]
+        try:
+            return Served(await self.call(model=model.ref, **payload), model, status, None)
+        except Exception as exc:
+            control = self.models[self.config.control_arm.name]
+            if arm == control.arm or control.features != model.features:
+                logger.warning("arm %r (%s) failed with no fallback: %r", arm, model.tag, exc,
+                               exc_info=True)
+                raise ArmFailed(f"arm {arm!r} failed and no fallback could answer",
+                                detail={"arm": arm}) from exc
+            logger.warning("arm %r (%s) failed; answering from control %r: %r", arm,
+                           model.tag, control.arm, exc)
+            self.counters["fallbacks"] += 1
+            body = await self.call(model=control.ref, **payload)
+            return Served(body, control, "fallback", arm)
+
+    def mirror(self, payload: dict[str, Any], log: Callable[[ArmModel, dict[str, Any], float],
+               None]) -> None:
+        """Send ``payload`` to the shadow in the background; ``log(model, body, ms)`` on
+        success. Never delays or fails the request it mirrors."""
+        if self.config.shadow is None:
+            return
+        shadow = self.models[self.config.shadow.name]
+
+        async def run() -> None:
+            started = time.perf_counter()
+            try:
+                body = await self.call(model=shadow.ref, **payload)
+            except Exception:
+                self.counters["shadow_errors"] += 1
+                logger.warning("shadow %r failed", shadow.arm, exc_info=True)
+                return
+            self.counters["shadow"] += 1
+            log(shadow, body, (time.perf_counter() - started) * 1000.0)
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for mirrored shadow calls still in flight (before a shutdown)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def arm_models(config: ExperimentConfig, tags: Mapping[str, str],
+               metadata: Callable[[str], dict[str, Any]]) -> dict[str, ArmModel]:
+    """Each arm's model from the resolved ``tags`` ({ref: tag}) and the store's metadata."""
+    out = {}
+    for arm, ref in config.models().items():
+        tag = tags[ref]
+        meta = metadata(tag)
+        out[arm] = ArmModel(arm=arm, ref=ref, tag=tag,
+                            features=tuple(meta.get("feature_names") or ()),
+                            targets=tuple(meta.get("targets") or ()), kind=meta.get("kind", ""))
+    return out
+
+
+def keep_one_session(client: Any) -> None:
+    """Stop BentoML's HTTP client (the gateway's ``bentoml.depends`` on its Predictor) from
+    replacing its aiohttp session every 100 requests or 5 minutes.
+
+    BentoML 1.4 closes the old session while other requests are still in flight on it:
+    under concurrent traffic those fail with "Connector is closed" (retried once by
+    :meth:`ArmClient.call`) or lose their response until the client's 30 s timeout (the
+    benchmarks saw one such 503 among ~1400 requests at 64 clients). One session for the
+    client's lifetime avoids both; connections that went stale are still retried once.
+    Clients without such a session manager (an in-process dependency) are left alone.
+    """
+    manager = getattr(client, "_session_manager", None)
+    if manager is not None and hasattr(manager, "max_requests"):
+        manager.max_requests = sys.maxsize
+        manager.max_age = float("inf")
+
+
+def _transient(exc: BaseException) -> bool:
+    """A connection dropped or refused before an answer: worth one retry."""
+    try:
+        import aiohttp
+        if isinstance(exc, aiohttp.ClientConnectionError):
+            return True
+    except ImportError:  # pragma: no cover - aiohttp comes with BentoML
+        pass
+    return isinstance(exc, ConnectionError)

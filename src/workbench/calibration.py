@@ -1,0 +1,107 @@
+"""How well served predictions match their outcomes, per arm that served them.
+
+- :func:`coverage`: the share of continuous outcomes inside their served interval;
+- :func:`reliability`: predicted probability against observed frequency (binary
+  classifiers), and :func:`calibration_error` (the expected calibration error) from it.
+
+Outcomes a served row cannot be scored against (a stored value the model cannot take) are
+passed over: a read-out never fails because of stored data.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from workbench.events import Events
+
+
+def observations(events: Events) -> tuple[np.ndarray, list[Any], list[Any]]:
+    """(arm, summary row, outcome) per observed row: feedback paired with served rows."""
+    arms, rows, values = [], [], []
+    for arm, summary, outcome in zip(events.arm, events.summary, events.outcome, strict=True):
+        if outcome is None or not isinstance(summary, list) or not summary:
+            continue
+        if not isinstance(outcome, list):
+            outs = [outcome] * len(summary)
+        else:  # one per row; a list of another length is unusable for every row
+            outs = outcome if len(outcome) == len(summary) else [None] * len(summary)
+        for row, value in zip(summary, outs, strict=True):
+            if isinstance(row, dict):
+                arms.append(arm)
+                rows.append(row)
+                values.append(value)
+    return np.asarray(arms, dtype=object), rows, values
+
+
+def class_index(row: dict[str, Any], value: Any) -> int:
+    """The position of the observed class ``value`` (a class name or an index) in a row's
+    probabilities; ValueError when the model has no such class."""
+    names = list(row["probabilities"])
+    if isinstance(value, str):
+        return names.index(value)
+    if isinstance(value, bool | int | float) and float(value) == int(value) and \
+            0 <= int(value) < len(names):
+        return int(value)
+    raise ValueError(f"no class {value!r} among {names}")
+
+
+def coverage(events: Events) -> dict[str, dict[str, Any]]:
+    """Per arm: the share of observed continuous outcomes inside their served interval."""
+    arms, rows, values = observations(events)
+    out: dict[str, dict[str, Any]] = {}
+    for arm in dict.fromkeys(arms.tolist()):
+        inside, widths = [], []
+        for a, r, v in zip(arms, rows, values, strict=True):
+            if a != arm or "probabilities" in r or "interval" not in r:
+                continue
+            y = _finite(v)
+            if y is not None:
+                inside.append(r["interval"][0] <= y <= r["interval"][1])
+                widths.append(r["interval"][1] - r["interval"][0])
+        if inside:
+            out[arm] = {"rows": len(inside), "coverage": float(np.mean(inside)),
+                        "mean_width": float(np.mean(widths))}
+    return out
+
+
+def reliability(events: Events, bins: int = 10) -> dict[str, list[dict[str, float]]]:
+    """Per arm (binary classifiers): predicted probability against observed frequency."""
+    arms, rows, values = observations(events)
+    out: dict[str, list[dict[str, float]]] = {}
+    for arm in dict.fromkeys(arms.tolist()):
+        p, y = [], []
+        for a, r, v in zip(arms, rows, values, strict=True):
+            if a != arm or len(r.get("probabilities", {})) != 2:
+                continue
+            try:
+                y.append(float(class_index(r, v)))
+            except ValueError:
+                continue
+            p.append(r["mean"])
+        if not p:
+            continue
+        p_arr, y_arr = np.array(p), np.array(y)
+        edges = np.linspace(0, 1, bins + 1)
+        which = np.clip(np.digitize(p_arr, edges) - 1, 0, bins - 1)
+        out[arm] = [{"lo": float(edges[b]), "hi": float(edges[b + 1]), "rows": int(np.sum(m)),
+                     "predicted": float(p_arr[m].mean()), "observed": float(y_arr[m].mean())}
+                    for b in range(bins) if (m := which == b).any()]
+    return out
+
+
+def calibration_error(table: list[dict[str, float]]) -> tuple[float, int]:
+    """The expected calibration error of a reliability table (row-weighted mean of
+    |predicted - observed| over its bins), and the rows it rests on."""
+    rows = sum(b["rows"] for b in table)
+    if not rows:
+        return 0.0, 0
+    return float(sum(b["rows"] * abs(b["predicted"] - b["observed"]) for b in table) / rows), rows
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool | str) or not isinstance(value, int | float):
+        return None
+    return float(value) if np.isfinite(value) else None

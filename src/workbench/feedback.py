@@ -1,0 +1,96 @@
+"""Feedback: outcomes posted for served predictions, checked against the metric and stored
+exactly once whichever replica receives them.
+
+- **Request ids** carry the time they were issued (48 bits of milliseconds, then 80 random
+  bits, as 32 hex digits), so that a replica can tell an id issued a moment ago by another
+  replica, whose event may still be in that replica's write queue, from an unknown one.
+- **Outcomes** are validated by the experiment's metric and the serving model: a binary
+  metric takes 0/1 or true/false; a continuous one a finite number; the proper scoring
+  rules (``log_score``, ``brier``) take a finite number for a regression, one of the
+  model's class names for a classifier (or 0/1/true/false for a binary one). A list gives
+  one outcome per row of the request. Anything else is an :class:`InputError` naming what
+  was expected, before anything is stored.
+- **De-duplication** is the ``outcomes`` table's primary key, shared by every replica: the
+  first outcome for a request id is recorded, a repeat is acknowledged as a duplicate.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from workbench.errors import InputError
+
+REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_REQUEST_ID = 64
+
+
+def new_request_id() -> str:
+    """A fresh request id: the time in milliseconds (12 hex digits), then 20 random ones."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+
+
+def issued_at(request_id: str) -> float | None:
+    """When a request id of :func:`new_request_id` was issued (seconds), else None."""
+    return int(request_id[:12], 16) / 1000.0 if REQUEST_ID.match(request_id) else None
+
+
+def check_request_id(request_id: Any) -> str:
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID:
+        raise InputError(f"invalid request_id {_short(request_id)}",
+                         detail={"expected": "the request_id string returned by /predict"})
+    return request_id
+
+
+def expected(metric: str, kind: str, classes: Sequence[str]) -> str:
+    """What an outcome must be for ``metric`` on a model of ``kind`` (for messages)."""
+    if metric == "binary":
+        return "0, 1, true or false"
+    if metric == "continuous" or kind == "regression":
+        return "a finite number"
+    names = ", ".join(repr(c) for c in classes)
+    return f"one of the model's classes ({names})" + (
+        " or 0, 1, true, false" if kind == "binary" else "")
+
+
+def check_outcome(outcome: Any, *, metric: str, kind: str, classes: Sequence[str],
+                  n_rows: int) -> Any:
+    """The outcome, normalised for storage (0/1 for binary, a float, or a class name), or
+    :class:`InputError` saying what was expected."""
+    want = expected(metric, kind, classes)
+    if isinstance(outcome, list):
+        if len(outcome) != n_rows:
+            raise InputError(f"{len(outcome)} outcomes for a request of {n_rows} rows",
+                             detail={"expected": f"one outcome ({want}), or a list of "
+                                                 f"{n_rows}, one per row"})
+        return [_one(v, metric, kind, classes, want) for v in outcome]
+    return _one(outcome, metric, kind, classes, want)
+
+
+def _one(value: Any, metric: str, kind: str, classes: Sequence[str], want: str) -> Any:
+    if metric == "binary":
+        if isinstance(value, bool) or (_number(value) and value in (0, 1)):
+            return int(value)
+    elif metric == "continuous" or kind == "regression":
+        if _number(value) and math.isfinite(value):
+            return float(value)
+    elif isinstance(value, str) and value in classes:
+        return value
+    elif kind == "binary" and (isinstance(value, bool) or (_number(value) and value in (0, 1))):
+        return classes[int(value)]
+    raise InputError(f"invalid outcome {_short(value)} for the {metric} metric",
+                     detail={"expected": want})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and (
+        isinstance(value, int) or math.isfinite(value))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,74 @@
+"""The event store's tables, in one place: what every replica reads and writes.
+
+- ``predictions``: every served prediction (primary, fallback, shadow, or served while the
+  experiment was paused or concluded), keyed by its request id;
+- ``outcomes``: the feedback on a prediction, at most one per request id (the primary key
+  is the de-duplication every replica shares);
+- ``experiments``: the configuration each experiment last ran with;
+- ``experiment_state``: the live state of each experiment (status, weights, winner, a
+  version bumped on every change), the single source of truth that replicas poll;
+- ``audit``: every lifecycle action, human or automatic: who, when, what, why, before and
+  after.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("parent_id", sa.String(64), index=True),  # the primary request of a shadow
+    sa.Column("ts", sa.Float, nullable=False, index=True),
+    sa.Column("experiment", sa.String(128), nullable=False, index=True),
+    sa.Column("arm", sa.String(128), nullable=False),
+    sa.Column("model_tag", sa.String(256), nullable=False),
+    sa.Column("unit", sa.String(256)),
+    sa.Column("latency_ms", sa.Float),
+    # ok | fallback | shadow | paused | concluded (see workbench.readout for which count)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("fallback_from", sa.String(128)),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("summary", sa.JSON),  # the served predictions
+    sa.Column("instances", sa.JSON),  # the input rows
+)
+
+outcomes = sa.Table(
+    "outcomes", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("experiment", sa.String(128), nullable=False, index=True),
+    sa.Column("outcome", sa.JSON, nullable=False),  # a number, or one per row
+)
+
+registry = sa.Table(
+    "experiments", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+
+state = sa.Table(
+    "experiment_state", metadata,
+    sa.Column("experiment", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # running | paused | concluded
+    sa.Column("weights", sa.JSON, nullable=False),  # {arm: share}, summing to 1
+    sa.Column("winner", sa.String(128)),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment", sa.String(128), nullable=False, index=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("before", sa.JSON),
+    sa.Column("after", sa.JSON),
+    sa.Column("version", sa.Integer, nullable=False),  # the state's version after the action
+)
