@@ -9,16 +9,21 @@ import numpy as np
 import pytest
 from conftest import make_posterior
 
-from workbench import dashboard, events, store
+from workbench import control, dashboard, dashboard_data, events, readout, schema, store
+from workbench.config import parse
+
+CONFIG = {"name": "exp-c", "arms": [{"name": "control", "model": "champion"},
+                                    {"name": "treatment", "model": "x"}]}
 
 
-def _log(eng, experiment, n, arms=("control", "treatment"), outcome=True, seed=0):
+def _log(eng, experiment, n, arms=("control", "treatment"), outcome=True, seed=0,
+         rates=None):
     rng = np.random.default_rng(seed)
     rows, outs = [], []
     for i in range(n):
         rid = uuid.uuid4().hex
         arm = arms[i % len(arms)]
-        p = float(rng.uniform(0.05, 0.95))
+        p = float(rates[arm] if rates else rng.uniform(0.05, 0.95))
         rows.append({"request_id": rid, "parent_id": None, "ts": time.time() - n + i,
                      "experiment": experiment, "arm": arm, "model_tag": f"m-{arm}:1",
                      "unit": str(i), "latency_ms": float(rng.gamma(2, 3)), "status": "ok",
@@ -40,7 +45,8 @@ def db(request, tmp_path):
     url = request.getfixturevalue("postgres_url")
     eng = events.engine(url)
     with eng.begin() as conn:  # each test starts from an empty store
-        for table in (events.outcomes, events.predictions, events.registry):
+        for table in (schema.outcomes, schema.predictions, schema.registry, schema.audit,
+                      schema.state):
             conn.execute(table.delete())
     return url
 
@@ -63,17 +69,17 @@ def test_tabs_render_from_the_event_store(db):
     assert app.experiment == "exp-a"
     exp = app.experiments_tab()
     assert "120 predictions" in exp[0].object
-    data, config, readout = app._data()
-    assert [a["arm"] for a in readout["arms"]] == ["control", "treatment"]
-    traffic = dashboard.traffic(readout, config)
+    data, config, out = app._data()
+    assert [a["arm"] for a in out["arms"]] == ["control", "treatment"]
+    traffic = dashboard_data.traffic(out, config)
     assert traffic["realised"].sum() == pytest.approx(1.0)
-    assert len(dashboard.densities(readout)) > 0
-    evo = dashboard.evolution(data, config)
+    assert len(dashboard_data.densities(out)) > 0
+    evo = dashboard_data.evolution(data, config)
     assert set(evo["arm"]) == {"control", "treatment"} and evo["P(best)"].between(0, 1).all()
-    lat = dashboard.latency(data)
+    lat = dashboard_data.latency(data)
     assert {"p50", "p95", "p99", "requests", "errors"} <= set(lat.columns)
     assert lat["requests"].sum() == 120
-    assert len(dashboard.widths(data)) == 120
+    assert len(dashboard_data.widths(data)) == 120
     assert app.latency_tab() is not None and app.uncertainty_tab() is not None
 
 
@@ -120,6 +126,131 @@ def test_whatif_redraws_when_a_feature_moves(db):
     sliders[-1].value = sliders[-1].end
     after = _stats(redraw())
     assert after != before
+
+
+def test_the_read_out_is_the_one_read_out_with_skipped_outcomes_and_the_rule_shown(db):
+    eng = events.engine(db)
+    _log(eng, "exp-r", 60)
+    events.save_config(eng, "exp-r", CONFIG | {"name": "exp-r"})
+    t = time.time()
+    fallback = [{"request_id": f"fb-{i}", "parent_id": None, "ts": t + i, "experiment": "exp-r",
+                 "arm": "control", "model_tag": "m-control:1", "unit": f"fb{i}",
+                 "latency_ms": 5.0, "status": "fallback", "fallback_from": "treatment",
+                 "n_rows": 1, "summary": [{"mean": 0.5, "std": 0.1, "interval": [0.3, 0.7]}],
+                 "instances": [[0.0] * 4]} for i in range(4)]
+    events.write_now(eng, "predictions", fallback)
+    events.write_now(eng, "outcomes", [  # fb-0's outcome is one a binary metric cannot take
+        {"request_id": f"fb-{i}", "ts": t, "experiment": "exp-r",
+         "outcome": "maybe" if i == 0 else 1} for i in range(4)])
+    app = dashboard.Dashboard(db_url=db)
+    app.experiment = "exp-r"
+    out = app._data()[2]
+    assert out == readout.read_out(eng, "exp-r").to_dict()  # the numbers of GET /analysis
+    by_arm = {a["arm"]: a for a in out["arms"]}
+    assert by_arm["treatment"]["predictions"] == 34  # its fallbacks count for it (ITT)
+    assert out["skipped"] == 1
+    view = app.experiments_tab()
+    assert "1 stored outcome(s) skipped" in _pane(view, "skipped").object
+    assert readout.FILTER in _pane(view, "counting-rule").object
+
+
+def test_lifecycle_buttons_confirm_then_act_and_are_audited(db):
+    eng = events.engine(db)
+    _log(eng, "exp-c", 40)
+    events.save_config(eng, "exp-c", CONFIG)
+    control.ensure(eng, parse(CONFIG))
+    app = dashboard.Dashboard(db_url=db)
+    panel = app.control
+    assert "**running**" in panel.state_view().object
+    assert panel.winner.options == ["control", "treatment"]
+
+    panel.reason.value = "incident 42"
+    panel.pause.clicks += 1
+    assert len(panel.confirmation.row.objects) == 3  # question, Confirm, Cancel
+    assert control.require(eng, "exp-c").status == "running"  # nothing done yet
+    panel.confirmation.row.objects[2].clicks += 1  # Cancel
+    assert control.require(eng, "exp-c").status == "running"
+    panel.pause.clicks += 1
+    version = app.version
+    panel.confirmation.row.objects[1].clicks += 1  # Confirm
+    assert control.require(eng, "exp-c").status == "paused"
+    assert "exp-c paused by dashboard" in panel.confirmation.status.object
+    assert app.version == version + 1 and panel.version == app.version  # re-rendered
+    assert "**paused**" in panel.state_view().object
+    row = control.history(eng, "exp-c")[0]
+    assert (row["actor"], row["action"], row["reason"]) == ("dashboard", "pause", "incident 42")
+    assert (row["before"]["status"], row["after"]["status"]) == ("running", "paused")
+    table = panel.audit_view().value
+    assert list(table.iloc[0][["actor", "action", "reason"]]) == ["dashboard", "pause",
+                                                                  "incident 42"]
+    assert table.iloc[0]["before"].startswith("running") and \
+        table.iloc[0]["after"].startswith("paused")
+    assert panel.reason.value == ""  # cleared once recorded
+
+    app.actor = "alice"  # a later issue passes the logged-in user's name
+    panel.resume.clicks += 1
+    panel.confirmation.row.objects[1].clicks += 1
+    assert control.require(eng, "exp-c").status == "running"
+    assert control.history(eng, "exp-c")[0]["actor"] == "alice"
+
+    panel.ramp_arm.value = "treatment"
+    panel.ramp_weight.value = 0.25
+    panel.ramp.clicks += 1
+    panel.confirmation.row.objects[1].clicks += 1
+    assert control.require(eng, "exp-c").weights == pytest.approx(
+        {"control": 0.75, "treatment": 0.25})
+    assert "treatment 25%" in panel.state_view().object
+
+    panel.winner.value = "treatment"
+    panel.conclude.clicks += 1
+    panel.confirmation.row.objects[1].clicks += 1
+    state = control.require(eng, "exp-c")
+    assert (state.status, state.winner) == ("concluded", "treatment")
+    assert [r["action"] for r in control.history(eng, "exp-c")] == [
+        "conclude", "ramp", "resume", "pause", "start"]
+
+
+def test_an_action_the_state_does_not_allow_is_refused_as_text(db):
+    eng = events.engine(db)
+    _log(eng, "exp-c", 20)
+    control.ensure(eng, parse(CONFIG))
+    app = dashboard.Dashboard(db_url=db)
+    before = control.require(eng, "exp-c")
+    app.control.resume.clicks += 1  # it is running, not paused
+    app.control.confirmation.row.objects[1].clicks += 1
+    assert app.control.confirmation.status.object == (
+        "**Refused:** experiment 'exp-c' is running, not paused")
+    assert control.require(eng, "exp-c") == before
+    assert len(control.history(eng, "exp-c")) == 1  # only its start
+
+
+def test_conclude_defaults_to_the_decided_winner(db):
+    eng = events.engine(db)
+    _log(eng, "exp-c", 400, rates={"control": 0.2, "treatment": 0.6})
+    events.save_config(eng, "exp-c", CONFIG)
+    control.ensure(eng, parse(CONFIG))
+    app = dashboard.Dashboard(db_url=db)
+    app.control.state_view()
+    assert app._data()[2]["decision"]["winner"] == "treatment"
+    assert app.control.winner.value == "treatment"
+
+
+def test_without_a_live_state_the_actions_are_off_and_say_why(db):
+    eng = events.engine(db)
+    _log(eng, "exp-old", 10)  # events from before the control plane: no state row
+    app = dashboard.Dashboard(db_url=db)
+    assert "No live state recorded for 'exp-old'" in app.control.state_view().object
+    assert app.control.pause.disabled and app.control.conclude.disabled
+    assert "No lifecycle actions" in app.control.audit_view().object
+
+
+def _pane(view, name: str):
+    import panel as pn
+
+    for pane in view.select(pn.pane.PaneBase):
+        if pane.name == name:
+            return pane
+    raise AssertionError(f"no pane named {name!r}")
 
 
 def _stats(view) -> str:

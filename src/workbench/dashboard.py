@@ -1,9 +1,11 @@
 """The Panel dashboard: experiments, latency, uncertainty and the model registry, live.
 
 Everything it shows comes from ``workbench`` (the event store through
-:mod:`workbench.events`, models through :mod:`workbench.store`); there is no SQL here.
-``dashboards/workbench.py`` serves :class:`Dashboard`; the data functions below are pure
-and tested without a browser.
+:mod:`workbench.events`, models through :mod:`workbench.store`); there is no SQL here. The
+read-out is :func:`workbench.readout.read_out`, the same as ``GET /analysis`` and
+``workbench analyze``. ``dashboards/workbench.py`` serves :class:`Dashboard`; its tables
+come from :mod:`workbench.dashboard_data` (pure) and the Experiments tab's lifecycle
+buttons and audit trail from :mod:`workbench.dashboard_control`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,115 +22,16 @@ import pandas as pd
 import panel as pn
 import param
 
-from workbench import events, experiments, store
-from workbench.config import ExperimentConfig, parse
+from workbench import control, events, readout, store
+from workbench import dashboard_data as frames
+from workbench.config import ExperimentConfig
+from workbench.dashboard_control import Confirmation, ControlPanel
 
 REFRESH_SECONDS = float(os.environ.get("WORKBENCH_DASHBOARD_REFRESH", "5"))
 
 # ArviZ takes seconds to import; start now so the Models tab does not wait for it.
 threading.Thread(target=importlib.import_module, args=("arviz",), daemon=True).start()
 
-
-# -- data (pure) ---------------------------------------------------------------------------
-
-def config_for(eng: Any, name: str, data: events.Events) -> ExperimentConfig:
-    """The experiment's recorded config, or one inferred from its events."""
-    stored = events.load_config(eng, name)
-    if stored:
-        return parse(stored, source=f"config of {name!r}")
-    arms = list(dict.fromkeys(a for a, s in zip(data.arm, data.status, strict=True)
-                              if s != "shadow")) or ["a", "b"]
-    arms = arms if len(arms) > 1 else [*arms, "other"]
-    return parse({"name": name, "arms": [{"name": a, "model": a} for a in arms]})
-
-
-def traffic(readout: dict[str, Any], config: ExperimentConfig) -> pd.DataFrame:
-    """Planned against realised traffic per arm."""
-    total = sum(a["predictions"] for a in readout["arms"]) or 1
-    return pd.DataFrame([{"arm": a["arm"], "planned": config.weights[a["arm"]],
-                          "live weight": a["weight"], "realised": a["predictions"] / total,
-                          "predictions": a["predictions"], "outcomes": a["outcomes"]}
-                         for a in readout["arms"]])
-
-
-def summary_table(readout: dict[str, Any]) -> pd.DataFrame:
-    rows = []
-    for a in readout["arms"]:
-        lift = a["lift"] or {}
-        rows.append({"arm": a["arm"], "control": a["is_control"], "mean": a["mean"],
-                     "90% low": (a["interval"] or [None, None])[0],
-                     "90% high": (a["interval"] or [None, None])[1],
-                     "P(best)": a["prob_best"], "expected loss": a["expected_loss"],
-                     "lift": lift.get("mean"), "lift low": lift.get("lo"),
-                     "lift high": lift.get("hi")})
-    return pd.DataFrame(rows)
-
-
-def densities(readout: dict[str, Any]) -> pd.DataFrame:
-    """The posterior density of the metric per arm, long format (x, density, arm)."""
-    frames = [pd.DataFrame({"x": a["density"]["x"], "density": a["density"]["y"],
-                            "arm": a["arm"]}) for a in readout["arms"] if a["density"]]
-    return pd.concat(frames) if frames else pd.DataFrame(columns=["x", "density", "arm"])
-
-
-def evolution(data: events.Events, config: ExperimentConfig, points: int = 8) -> pd.DataFrame:
-    """P(best) and expected loss per arm as the experiment went on (cumulative)."""
-    primary = data.mask(np.isin(data.arm, [a.name for a in config.arms])
-                        & (data.status == "ok"))
-    if len(primary) < 2:
-        return pd.DataFrame(columns=["time", "arm", "P(best)", "expected loss"])
-    rows = []
-    for cut in np.linspace(primary.ts.min(), primary.ts.max(), points + 1)[1:]:
-        part = primary.mask(primary.ts <= cut)
-        draws, counts = experiments.metric_draws(part, config, samples=2000)
-        if min(counts) == 0:
-            continue
-        higher = config.metric != "brier"
-        prob = experiments.prob_best(draws, higher_is_better=higher)
-        loss = experiments.expected_loss(draws, higher_is_better=higher)
-        for k, arm in enumerate(config.arms):
-            rows.append({"time": pd.Timestamp(cut, unit="s"), "arm": arm.name,
-                         "P(best)": float(prob[k]), "expected loss": float(loss[k])})
-    return pd.DataFrame(rows, columns=["time", "arm", "P(best)", "expected loss"])
-
-
-def latency(data: events.Events, bins: int = 20) -> pd.DataFrame:
-    """Per time bin and arm (and model): p50, p95, p99 latency, requests and fallbacks."""
-    if not len(data):
-        return pd.DataFrame(columns=["time", "arm", "model", "p50", "p95", "p99", "requests",
-                                     "errors"])
-    frame = pd.DataFrame({"ts": data.ts, "arm": data.arm, "model": data.model_tag,
-                          "latency_ms": data.latency_ms, "error": data.status == "fallback"})
-    edges = np.linspace(frame.ts.min(), frame.ts.max() + 1e-6, bins + 1)
-    frame["time"] = pd.to_datetime(edges[np.clip(np.digitize(frame.ts, edges) - 1, 0, bins - 1)],
-                                   unit="s")
-    out = frame.groupby(["time", "arm", "model"]).agg(
-        p50=("latency_ms", lambda s: s.quantile(0.5)),
-        p95=("latency_ms", lambda s: s.quantile(0.95)),
-        p99=("latency_ms", lambda s: s.quantile(0.99)),
-        requests=("latency_ms", "size"), errors=("error", "sum")).reset_index()
-    return out
-
-
-def widths(data: events.Events) -> pd.DataFrame:
-    """Every served interval's width, per arm."""
-    rows = [{"arm": arm, "width": r["interval"][1] - r["interval"][0]}
-            for arm, summary in zip(data.arm, data.summary, strict=True) for r in summary or []
-            if "interval" in r]
-    return pd.DataFrame(rows, columns=["arm", "width"])
-
-
-def models_table() -> pd.DataFrame:
-    return pd.DataFrame([{"tag": m.tag, "model": m.model, "kind": m.kind, "created": m.created,
-                          "aliases": ", ".join(m.aliases),
-                          "diagnostics": "ok" if m.diagnostics_ok else "FAILED",
-                          "max R-hat": m.metadata.get("max_rhat"),
-                          "min ESS": m.metadata.get("min_ess_bulk"),
-                          "divergences": m.metadata.get("divergences")}
-                         for m in store.list_models()])
-
-
-# -- the app -------------------------------------------------------------------------------
 
 def _empty(text: str) -> pn.pane.Alert:
     return pn.pane.Alert(text, alert_type="info", sizing_mode="stretch_width")
@@ -139,20 +43,25 @@ class Dashboard(pn.viewable.Viewer):
     experiment = param.Selector(objects=[], doc="The experiment shown")
     model_tag = param.Selector(objects=[], doc="The model version shown")
     refresh_seconds = param.Number(default=REFRESH_SECONDS, bounds=(0.5, None))
-    version = param.Integer(default=0, doc="Bumped on every refresh")
+    version = param.Integer(default=0, doc="Bumped on every refresh that found a change")
+    actor = param.String(default="dashboard", doc="Who lifecycle actions are audited as")
 
     def __init__(self, db_url: str | None = None, **params: Any) -> None:
         super().__init__(**params)
         self.engine = events.engine(db_url)
-        self.status = pn.pane.Markdown("", name="status")
-        self.confirm = pn.Row()
-        self.promote = pn.widgets.Button(label="Promote to champion", button_type="primary")
-        self.rollback = pn.widgets.Button(label="Roll back champion", button_type="warning")
+        self._models_ask = Confirmation(after=self.refresh)
+        self.status, self.confirm = self._models_ask.status, self._models_ask.row
+        self.promote = pn.widgets.Button(label="Promote to champion", color="primary")
+        self.rollback = pn.widgets.Button(label="Roll back champion", color="warning")
         self.promote.on_click(lambda _: self._ask(f"Point champion at {self.model_tag}?",
                                                   self._promote))
         self.rollback.on_click(lambda _: self._ask(
             "Point champion back at its previous target?", self._rollback))
+        self.control = ControlPanel(self.engine, decided=self._decided, refresh=self.refresh,
+                                    actor=self.actor)
         self.refresh()
+        self._follow()
+        self.param.watch(self._follow, ["experiment", "version", "actor"])
 
     # -- state --
 
@@ -167,8 +76,10 @@ class Dashboard(pn.viewable.Viewer):
         self.param.model_tag.objects = tags
         if tags and self.model_tag not in tags:
             self.model_tag = tags[0]
+        state = control.get(self.engine, self.experiment) if self.experiment else None
         signature = (names, [(m.tag, m.aliases) for m in models],
-                     events.counts(self.engine, self.experiment) if self.experiment else {})
+                     events.counts(self.engine, self.experiment) if self.experiment else {},
+                     state.version if state else None)
         if signature != getattr(self, "_signature", None):
             self._signature = signature
             self.updated = time.strftime("%H:%M:%S")
@@ -184,12 +95,22 @@ class Dashboard(pn.viewable.Viewer):
         return self._cached[1]
 
     def _compute(self) -> tuple[events.Events, ExperimentConfig, dict[str, Any]]:
+        # The one read-out, with its default draws and seed (the numbers of GET /analysis
+        # and `workbench analyze`); the events are read once and shared with the other tabs.
         data = events.read(self.engine, self.experiment)
-        config = config_for(self.engine, self.experiment, data)
-        names = [a.name for a in config.arms]
-        scored = data.mask(np.isin(data.arm, names) & (data.status == "ok"))
-        readout = experiments.analyze(scored, config, samples=4000).to_dict()
-        return data, config, readout
+        config = readout.config_of(self.engine, self.experiment, data)
+        result = readout.read_out(self.engine, self.experiment, config=config, data=data)
+        return data, config, result.to_dict()
+
+    def _decided(self) -> str | None:
+        """The read-out's decided winner, if any (Conclude's default)."""
+        loaded = self._data()
+        return loaded[2]["decision"]["winner"] if loaded else None
+
+    def _follow(self, *_: Any) -> None:
+        """Keep the control panel on the experiment, version and actor shown."""
+        self.control.param.update(experiment=self.experiment, version=self.version,
+                                  actor=self.actor)
 
     # -- tabs --
 
@@ -201,9 +122,9 @@ class Dashboard(pn.viewable.Viewer):
         if loaded is None:
             return _empty("No experiments in the event store yet. Serve the experiment "
                           "gateway and send traffic (`make demo` does both).")
-        data, config, readout = loaded
-        d = readout["decision"]
-        srm = readout["srm"]
+        data, config, out = loaded
+        d = out["decision"]
+        srm = out["srm"]
         alerts = [pn.pane.Alert(f"**Decision: {d['winner'] or d['status']}** ({d['reason']})",
                                 alert_type="success" if d["winner"] else "secondary")]
         if srm and srm["mismatch"]:
@@ -211,12 +132,19 @@ class Dashboard(pn.viewable.Viewer):
                                         f"{srm['p_value']:.2g}; the split does not follow the "
                                         "weights, so the read-out is suspect.",
                                         alert_type="danger"))
-        dens = densities(readout)
+        if out["skipped"]:
+            alerts.append(pn.pane.Alert(
+                f"**{out['skipped']} stored outcome(s) skipped**: the metric "
+                f"({out['metric']}) cannot take them (written before outcomes were checked); "
+                "they are not counted.", alert_type="warning", name="skipped"))
+        rule = pn.pane.Markdown(f"Counted: {out['counted']}.", name="counting-rule",
+                                styles={"font-size": "0.85em", "color": "#6c757d"})
+        dens = frames.densities(out)
         posterior = (dens.hvplot.line(x="x", y="density", by="arm", height=280, responsive=True,
-                                      title=f"posterior of the metric ({readout['metric']})")
+                                      title=f"posterior of the metric ({out['metric']})")
                      if len(dens) else _empty("No outcomes yet: the posteriors appear once "
                                               "feedback arrives."))
-        evo = evolution(data, config)
+        evo = frames.evolution(data, config)
         over_time = (evo.hvplot.line(x="time", y="P(best)", by="arm", height=250,
                                      responsive=True, ylim=(0, 1), title="P(best) over time")
                      if len(evo) else _empty("Not enough outcomes for a history yet."))
@@ -224,12 +152,12 @@ class Dashboard(pn.viewable.Viewer):
                                   f"{sum(o is not None for o in data.outcome)} outcomes; "
                                   f"updated {self.updated}", name="experiment-counts")
         return pn.Column(
-            counts, *alerts,
+            counts, *alerts, rule,
             pn.Row(pn.Column("### Traffic: planned vs realised",
-                             pn.widgets.Tabulator(traffic(readout, config), disabled=True,
+                             pn.widgets.Tabulator(frames.traffic(out, config), disabled=True,
                                                   show_index=False, sizing_mode="stretch_width")),
                    pn.Column("### Read-out",
-                             pn.widgets.Tabulator(summary_table(readout), disabled=True,
+                             pn.widgets.Tabulator(frames.summary_table(out), disabled=True,
                                                   show_index=False, sizing_mode="stretch_width"))),
             posterior, over_time, sizing_mode="stretch_width")
 
@@ -241,7 +169,7 @@ class Dashboard(pn.viewable.Viewer):
         if loaded is None:
             return _empty("No requests logged yet.")
         data = loaded[0]
-        frame = latency(data)
+        frame = frames.latency(data)
         if not len(frame):
             return _empty("No requests logged yet.")
         raw = pd.DataFrame({"latency_ms": data.latency_ms, "arm": data.arm})
@@ -264,24 +192,24 @@ class Dashboard(pn.viewable.Viewer):
         parts: list[Any] = []
         loaded = self._data()
         if loaded is not None:
-            data, _, readout = loaded
-            w = widths(data)
+            data, _, out = loaded
+            w = frames.widths(data)
             if len(w):
                 parts.append(w.hvplot.hist("width", by="arm", bins=30, alpha=0.6, height=240,
                                            responsive=True, title="served interval widths"))
-            if readout["reliability"]:
+            if out["reliability"]:
                 rel = pd.concat([pd.DataFrame(v).assign(arm=k)
-                                 for k, v in readout["reliability"].items()])
+                                 for k, v in out["reliability"].items()])
                 diag = pd.DataFrame({"predicted": [0, 1], "observed": [0, 1]})
                 parts.append(rel.hvplot.line(x="predicted", y="observed", by="arm",
                                               height=260, responsive=True,
                                               title="reliability against feedback")
                               * diag.hvplot.line(x="predicted", y="observed", color="grey",
                                                  line_dash="dashed"))
-            if readout["coverage"]:
+            if out["coverage"]:
                 parts.append(pn.pane.Markdown("**Interval coverage**: " + ", ".join(
                     f"{a}: {c['coverage']:.1%} of {c['rows']}"
-                    for a, c in readout["coverage"].items())))
+                    for a, c in out["coverage"].items())))
         if not parts:
             parts.append(_empty("No served intervals with feedback yet."))
         return pn.Column(*parts, sizing_mode="stretch_width")
@@ -323,7 +251,7 @@ class Dashboard(pn.viewable.Viewer):
 
     @param.depends("model_tag", "version")
     def models_view(self) -> pn.viewable.Viewable:
-        table = models_table()
+        table = frames.models_table()
         if not len(table):
             return _empty("No models in the store yet: `workbench train logistic --dataset "
                           "breast_cancer --alias champion`.")
@@ -352,22 +280,10 @@ class Dashboard(pn.viewable.Viewer):
 
     # -- actions --
 
-    def _ask(self, question: str, action: Any) -> None:
-        yes = pn.widgets.Button(label="Confirm", button_type="danger")
-        no = pn.widgets.Button(label="Cancel")
-
-        def done(_: Any, do: bool) -> None:
-            self.confirm.objects = []
-            if do:
-                try:
-                    self.status.object = action()
-                except Exception as exc:  # shown to the user, not a traceback
-                    self.status.object = f"**Refused:** {getattr(exc, 'message', exc)}"
-                self.refresh()
-
-        yes.on_click(lambda e: done(e, True))
-        no.on_click(lambda e: done(e, False))
-        self.confirm.objects = [pn.pane.Markdown(f"**{question}**"), yes, no]
+    def _ask(self, question: str, action: Callable[[], str]) -> None:
+        """Ask in the Models tab; act on Confirm (the model store's aliases, not audited
+        experiment state)."""
+        self._models_ask.ask(question, action)
 
     def _promote(self) -> str:
         tag = store.set_alias("champion", self.model_tag)
@@ -385,6 +301,8 @@ class Dashboard(pn.viewable.Viewer):
                           pn.widgets.Select.from_param(self.param.model_tag, name="model"))
         # Widgets that keep state (sliders, buttons, the confirmation) are placed once;
         # only the views that depend on the data re-render.
+        experiments = pn.Column(self.control, self.experiments_tab, self.control.audit(),
+                                sizing_mode="stretch_width")
         uncertainty = pn.Column(self.uncertainty_tab, self.whatif_panel,
                                 sizing_mode="stretch_width")
         models = pn.Column(self.models_view, pn.Row(self.promote, self.rollback),
@@ -392,7 +310,7 @@ class Dashboard(pn.viewable.Viewer):
                            sizing_mode="stretch_width")
         return pn.Column(
             controls,
-            pn.Tabs(("Experiments", self.experiments_tab), ("Latency", self.latency_tab),
+            pn.Tabs(("Experiments", experiments), ("Latency", self.latency_tab),
                     ("Uncertainty", uncertainty), ("Models", models),
                     dynamic=True, sizing_mode="stretch_width"),
             sizing_mode="stretch_width")

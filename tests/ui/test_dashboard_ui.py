@@ -18,8 +18,9 @@ import pytest
 from conftest import make_posterior, require
 from servers import ROOT, free_port
 
-from workbench import events, store
+from workbench import control, events, store
 from workbench.background import launch
+from workbench.config import parse
 
 pytestmark = pytest.mark.ui
 SHOTS = ROOT / "docs" / "screenshots"
@@ -52,8 +53,10 @@ def site(tmp_path_factory):
     db = f"sqlite:///{tmp / 'events.db'}"
     eng = events.engine(db)
     log_events(eng, "ui-experiment", 200)
-    events.save_config(eng, "ui-experiment", {"name": "ui-experiment", "arms": [
-        {"name": "control", "model": "champion"}, {"name": "treatment", "model": "x"}]})
+    config = {"name": "ui-experiment", "arms": [
+        {"name": "control", "model": "champion"}, {"name": "treatment", "model": "x"}]}
+    events.save_config(eng, "ui-experiment", config)
+    control.ensure(eng, parse(config))  # the live state its gateway would have created
     first = store.save(make_posterior("binary", name="ui-model", seed=1))
     second = store.save(make_posterior("binary", name="ui-model", seed=2))
     store.set_alias("champion", first)
@@ -171,3 +174,19 @@ def test_promote_then_rollback_changes_the_alias_shown(page, site):
     page.get_by_text(f"rolled back -> {site['first']}").filter(visible=True).first.wait_for(
         timeout=30_000)
     assert store.resolve("champion") == site["first"]
+
+
+def test_pause_asks_then_shows_the_paused_state_and_its_audit_row(page, site):
+    _tab(page, "Experiments")
+    page.get_by_text("State: running").filter(visible=True).first.wait_for(timeout=30_000)
+    reason = page.get_by_placeholder("why (kept in the audit trail)").filter(visible=True).first
+    reason.fill("paused from the browser")
+    reason.press("Enter")
+    _button(page, "Pause").click()
+    _button(page, "Confirm").click()
+    page.get_by_text("State: paused").filter(visible=True).first.wait_for(timeout=30_000)
+    page.get_by_text("paused from the browser").filter(visible=True).first.wait_for(
+        timeout=30_000)  # the audit row, with the reason typed
+    assert control.require(site["engine"], "ui-experiment").status == "paused"
+    assert control.history(site["engine"], "ui-experiment")[0]["actor"] == "dashboard"
+    assert page.problems == []
