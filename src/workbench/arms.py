@@ -94,7 +94,9 @@ class ArmClient:
                            model.tag, control.arm, exc)
             self.counters["fallbacks"] += 1
             body = await self.call(model=control.ref, **payload)
-            return Served(body, control, "fallback", arm)
+            # Only a randomised request is a fallback the read-out counts for its arm; one
+            # served while paused or concluded keeps that status (and says where it fell).
+            return Served(body, control, "fallback" if status == "ok" else status, arm)
 
     def mirror(self, payload: dict[str, Any], log: Callable[[ArmModel, dict[str, Any], float],
                None]) -> None:

@@ -159,7 +159,7 @@ class Gateway:
         served the request, store it once (a repeat is acknowledged as a duplicate)."""
         request_id = feedback.check_request_id(request_id)
         found = await self._prediction(request_id)
-        if found is None or found["experiment"] != self.config.name:
+        if found is None or found["experiment"] != self.config.name or found.get("parent_id"):
             raise ModelNotFound(f"unknown request_id {request_id!r}",
                                 detail={"expected": "a request_id returned by this "
                                                     f"experiment's /predict ({self.config.name})"})
@@ -250,8 +250,9 @@ class Gateway:
     def experiment(self) -> dict[str, Any]:
         """``GET /experiment``: config, live state, counts per arm, counters."""
         state = self.live.state
+        routed = state.routing(self.config.control_arm.name)[0]
         return {"config": self.config.to_dict(), "state": state.to_dict(),
-                "weights": state.routing(self.config.control_arm.name)[0],
+                "weights": {a.name: float(routed.get(a.name, 0.0)) for a in self.config.arms},
                 "counts": events.counts(self.engine, self.config.name),
                 "models": {a: m.tag for a, m in self.models.items()},
                 "counters": self.counters | self.arms.counters,
