@@ -226,3 +226,25 @@ def test_feedback_is_checked_by_the_metric_of_each_model_kind(kinds_server, url,
         assert sum(a["outcomes"] for a in readout["arms"]) == 1 and readout["skipped"] == 0
     finally:
         gw.close()
+
+
+@pytest.mark.parametrize("inputs", ["hash", "none"])
+def test_the_event_log_can_keep_a_hash_of_the_inputs_or_nothing(server, url, inputs):
+    eng = events.engine(url)
+    config = _config()
+    gw = gateway.Gateway(config, arms.arm_models(config, server.tags, store.metadata),
+                         lambda **kw: server.predict(**kw), engine=eng,
+                         writer=events.EventWriter(eng), inputs=inputs)
+    try:
+        asyncio.run(gw.predict("u", ROW))
+        asyncio.run(gw.predict("v", ROW))
+    finally:
+        gw.close()
+    stored = events.read(eng, "gw", with_instances=True).instances
+    if inputs == "none":
+        assert stored == [None, None]
+    else:
+        assert stored[0] == stored[1] and set(stored[0]) == {"sha256"}
+        assert "0.1" not in str(stored)
+    with pytest.raises(Exception, match="invalid event inputs setting"):
+        gateway.Gateway(config, {}, None, engine=eng, writer=None, inputs="plain")

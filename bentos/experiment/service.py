@@ -45,7 +45,8 @@ class Experiment:
             lambda **kw: self.predictor.to_async.predict(**kw),
             engine=engine, writer=events.EventWriter(engine),
             poll_seconds=float(os.environ.get("WORKBENCH_STATE_POLL_SECONDS", "1")),
-            feedback_grace=float(os.environ.get("WORKBENCH_FEEDBACK_GRACE_SECONDS", "5")))
+            feedback_grace=float(os.environ.get("WORKBENCH_FEEDBACK_GRACE_SECONDS", "5")),
+            inputs=os.environ.get("WORKBENCH_EVENT_INPUTS", "raw"))
 
     @bentoml.on_shutdown
     async def close(self) -> None:

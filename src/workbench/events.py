@@ -49,7 +49,8 @@ def engine(url: str | None = None) -> sa.Engine:
     """An engine with the tables created; SQLite gets WAL and a busy timeout."""
     url = url or default_url()
     if url.startswith("sqlite"):
-        eng = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        eng = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               hide_parameters=True)  # no event data in error messages
 
         @sa.event.listens_for(eng, "connect")
         def _pragmas(conn: Any, _: Any) -> None:
@@ -58,7 +59,7 @@ def engine(url: str | None = None) -> sa.Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
     else:
-        eng = sa.create_engine(url, pool_pre_ping=True)
+        eng = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
     metadata.create_all(eng)
     return eng
 

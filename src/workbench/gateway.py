@@ -27,7 +27,7 @@ from typing import Any
 from workbench import bandit, control, events, feedback, guardrails, readout
 from workbench.arms import ArmClient, ArmModel, PredictCall
 from workbench.config import ExperimentConfig
-from workbench.errors import InputError, ModelNotFound
+from workbench.errors import ConfigError, InputError, ModelNotFound
 from workbench.predict import (
     DEFAULT_MASS,
     MAX_RETURNED_DRAWS,
@@ -40,6 +40,7 @@ from workbench.routing import LiveState
 logger = logging.getLogger("workbench.gateway")
 
 MAX_UNIT = 256  # the unit column's width
+INPUTS = ("raw", "hash", "none")
 
 
 class Gateway:
@@ -63,12 +64,15 @@ class Gateway:
     feedback_grace
         How long feedback for a request id issued a moment ago waits for another replica
         to write that request's event before the id is called unknown.
+    inputs
+        What the event log keeps of each request's rows: ``raw`` (the rows), ``hash`` (a
+        SHA-256 of them, for privacy: equal inputs stay recognisable) or ``none``.
     """
 
     def __init__(self, config: ExperimentConfig, models: Mapping[str, ArmModel],
                  predict: PredictCall, *, engine: Any, writer: events.EventWriter,
                  max_rows: int = 1024, poll_seconds: float = 1.0,
-                 feedback_grace: float = 5.0) -> None:
+                 feedback_grace: float = 5.0, inputs: str = "raw") -> None:
         from workbench.serving import log_to_stderr
 
         log_to_stderr()
@@ -77,6 +81,10 @@ class Gateway:
         self.writer = writer
         self.max_rows = max_rows
         self.feedback_grace = feedback_grace
+        if inputs not in INPUTS:
+            raise ConfigError(f"invalid event inputs setting {inputs!r}",
+                              detail={"expected one of": list(INPUTS)})
+        self.inputs = inputs
         self.arms = ArmClient(config, models, predict)
         self.models = self.arms.models
         self.counters = {"requests": 0, "feedback": 0, "feedback_duplicates": 0,
@@ -127,7 +135,17 @@ class Gateway:
             "experiment": self.config.name, "arm": model.arm, "model_tag": body["model"],
             "unit": unit, "latency_ms": latency_ms, "status": status,
             "fallback_from": fallback_from, "n_rows": len(payload["instances"]),
-            "summary": body["predictions"], "instances": payload["instances"]})
+            "summary": body["predictions"], "instances": self._inputs(payload["instances"])})
+
+    def _inputs(self, rows: list[Any]) -> Any:
+        if self.inputs == "raw":
+            return rows
+        if self.inputs == "hash":
+            import hashlib
+            import json
+
+            return {"sha256": hashlib.sha256(json.dumps(rows).encode()).hexdigest()}
+        return None
 
     async def drain(self) -> None:
         """Wait for mirrored shadow calls still in flight (before a shutdown)."""

@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from workbench import redact
 from workbench.errors import ModelNotFound
 
 logger = logging.getLogger("workbench.serving")
@@ -69,9 +70,9 @@ def remote_models() -> dict[str, str]:
             f"exactly one model into its store first (found {len(tags)})",
             detail={"expected": "WORKBENCH_MODEL_URL=s3://bucket/key, or WORKBENCH_MODELS",
                     "in the store": tags[:20]})
-    logger.info("workbench: importing the model from %s", url)
+    logger.info("workbench: importing the model from %s", redact.url(url))
     tag = store.import_(url, exist_ok=True)
-    logger.info("workbench: imported %s from %s", tag, url)
+    logger.info("workbench: imported %s from %s", tag, redact.url(url))
     return {tag: tag}
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import bentoml
 from bentoml.exceptions import NotFound
 
-from workbench import artifact
+from workbench import artifact, redact
 from workbench.artifact import Posterior
 from workbench.errors import (
     ArtifactError,
@@ -216,23 +216,27 @@ def import_(url: str, *, exist_ok: bool = False) -> str:
     """Import a model exported by :func:`export`; returns its tag (checked on load).
 
     With ``exist_ok``, a model already in the store (a restarted server's) is not an error.
+    Errors name the URL without its credentials or query string (:mod:`workbench.redact`).
     """
     from bentoml.exceptions import BentoMLException
 
+    shown = redact.url(url)
     try:
         tag = str(bentoml.models.import_model(url).tag)
     except BentoMLException as exc:
         existing = re.search(r"Item '([^']+)' already exists", str(exc))
         if not existing:
-            raise ArtifactError(f"cannot import a model from {url!r}: {exc}") from exc
+            raise ArtifactError(f"cannot import a model from {shown!r}: "
+                                f"{redact.text(str(exc))}") from None
         if not exist_ok:
-            raise ConfigError(f"the model in {url!r} is already in the store: {exc}") from exc
+            raise ConfigError(f"the model in {shown!r} is already in the store: "
+                              f"{redact.text(str(exc))}") from None
         tag = existing.group(1)
-    except FileNotFoundError as exc:
-        raise ModelNotFound(f"no exported model at {url!r}") from exc
+    except FileNotFoundError:
+        raise ModelNotFound(f"no exported model at {shown!r}") from None
     except Exception as exc:  # fsspec, tar and network errors: name the URL and the cause
-        raise ArtifactError(f"cannot import a model from {url!r}: "
-                            f"{type(exc).__name__}: {exc}") from exc
+        raise ArtifactError(f"cannot import a model from {shown!r}: "
+                            f"{type(exc).__name__}: {redact.text(str(exc))}") from None
     get(tag)  # refuse silently broken imports early
     return tag
 
