@@ -249,10 +249,13 @@ EXPERIMENT = [
     md("""
 # 3 · A/B experiment
 
-Serve `champion` and `challenger` behind the experiment gateway, send simulated traffic with
-outcome feedback, read out the experiment with `workbench.experiments` (Bayesian: each arm's
-probability to be best, expected loss, credible interval of the lift), look at the live
-Panel dashboard, and promote the winner. Run notebook 1 first.
+The whole loop, *run → watch → decide → act → audit*: serve `champion` and `challenger`
+behind the experiment gateway, send simulated traffic with outcome feedback, read the
+experiment out (Bayesian: each arm's probability to be best, expected loss, credible
+interval of the lift; the same read-out as `/analysis`, `workbench analyze` and the
+dashboard), look at the live Panel dashboard, conclude it on the running gateway (all
+traffic to the winner, no rebuild), promote the winner in the model store, and read the
+audit trail. Run notebook 1 first.
 """),
     code("""
 # Parameters (papermill convention): small defaults; the tests override them.
@@ -263,13 +266,17 @@ dataset = "breast_cancer"
     code("""
 import os
 import tempfile
+import time
 from pathlib import Path
 
-from workbench import events, experiments, store
+import httpx
+import pandas as pd
+
+from workbench import control, events, readout, store
 from workbench.background import start
 from workbench.build import build_experiment
-from workbench.cli import print_readout
 from workbench.config import load as load_config
+from workbench.report import print_readout
 from workbench.simulate import simulate
 
 workdir = Path(tempfile.mkdtemp(prefix="workbench-experiment-"))
@@ -315,23 +322,37 @@ traffic.to_dict()
 print("errors:", sum(traffic.errors.values()), "| feedback accepted for every answer:",
       traffic.feedback == traffic.ok)
 """),
-    md("## The Bayesian read-out"),
-    code("""
-# NBVAL_IGNORE_OUTPUT
-server.stop()  # a clean shutdown flushes the event log
-log = events.read(events.engine(db_url), config.name)
-readout = experiments.analyze(log.mask(log.status != "fallback"), config)
-print_readout(readout.to_dict())
+    md("""
+## Watch: the Bayesian read-out
+
+`workbench.readout.read_out` is the one read-out: the gateway's `/analysis`, `workbench
+analyze`, the dashboard and this notebook all call it, with one rule for which events count
+(intention-to-treat: what each unit was assigned to, fallbacks included; shadow traffic and
+traffic served while paused or concluded are not counted).
 """),
     code("""
-print(sorted(a.arm for a in readout.arms), readout.metric,
-      sum(a.predictions for a in readout.arms) == traffic.ok)
+# NBVAL_IGNORE_OUTPUT
+eng = events.engine(db_url)
+deadline = time.monotonic() + 30  # the gateway writes events off the request path
+while sum(c["predictions"] for c in events.counts(eng, config.name).values()) < traffic.ok:
+    assert time.monotonic() < deadline
+    time.sleep(0.1)
+result = readout.read_out(eng, config.name)
+print_readout(result.to_dict())
+"""),
+    code("""
+served = httpx.get(server.url + "/analysis").json()
+print(sorted(a.arm for a in result.arms), result.metric,
+      sum(a.predictions for a in result.arms) == traffic.ok,
+      "| /analysis agrees:", [a["prob_best"] for a in served["arms"]]
+      == [a.prob_best for a in result.arms])
 """),
     md("""
 ## The dashboard, inline
 
-The same Panel app as `workbench dashboard` (experiments, latency, uncertainty, models);
-the saved notebook leaves its output out (it is live JavaScript): run the cell to see it.
+The same Panel app as `workbench dashboard` (experiments with their lifecycle buttons and
+audit trail, latency, uncertainty, models); the saved notebook leaves its output out (it is
+live JavaScript): run the cell to see it.
 """),
     code("""
 # NBVAL_IGNORE_OUTPUT
@@ -343,18 +364,45 @@ pn.extension()
 Dashboard(db_url)
 """, "remove-output"),
     md("""
-## Promote the winner
+## Act: conclude on the running gateway
 
-Only a decided experiment moves the alias; the change is recorded in the alias history, and
-`store.rollback("champion")` (or the dashboard's button) undoes it.
+`POST /admin/conclude` (or `workbench experiment conclude`, or the dashboard's button)
+changes the experiment's state row in the event store; every gateway replica follows
+within a second, with no rebuild. Without a decided winner we keep the champion.
 """),
     code("""
 # NBVAL_IGNORE_OUTPUT
-winner = readout.decision["winner"]
+winner = result.decision["winner"] or "champion"
+why = result.decision["reason"] if result.decision["winner"] else "no decision: keep champion"
+state = httpx.post(server.url + "/admin/conclude",
+                   json={"winner": winner, "reason": why}).json()["state"]
+state
+"""),
+    code("""
+after = [httpx.post(server.url + "/predict", json={"unit": f"late-{i}", "instances": [
+    [0.0] * len(features)]}).json()["arm"] for i in range(20)]
+print(state["status"], "| every new request goes to the winner:", set(after) == {winner})
+"""),
+    md("""
+## Promote the winner, and audit
+
+The experiment's decision moves the `champion` alias in the model store (recorded in the
+alias history; `store.rollback("champion")` or the dashboard undoes it). A Predictor served
+from the store follows the alias live; a built bento is rebuilt and rolled out, and
+`workbench promote` prints those commands. Every lifecycle action is in the audit trail:
+who, when, what, why, before and after.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
 if winner == "challenger":
     store.set_alias("champion", store.resolve("challenger"))
-print(readout.decision["status"], "-", readout.decision["reason"])
 print("champion is now", store.resolve("champion"))
+server.stop()  # a clean shutdown flushes the event log
+audit = pd.DataFrame(control.history(eng, config.name))
+audit[["actor", "action", "reason", "version"]]
+"""),
+    code("""
+print(list(audit.action), "| the conclusion names who did it:", audit.actor.iloc[0] != "gateway")
 """),
 ]
 
