@@ -10,6 +10,8 @@ from pathlib import Path
 _HOME = tempfile.mkdtemp(prefix="workbench-test-bentoml-")
 os.environ["BENTOML_HOME"] = _HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+# Servers started by the tests are open unless a test turns auth on (tests/e2e/test_access.py).
+os.environ.setdefault("WORKBENCH_AUTH", "off")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402

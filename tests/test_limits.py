@@ -32,3 +32,13 @@ def test_a_declared_or_streamed_body_over_the_limit_gets_413():
                                "detail": {"expected": "at most 100 bytes"}}
     streamed = client(100).post("/", content=iter([b"x" * 60, b"x" * 60]))  # no length
     assert streamed.status_code == 413 and "too large" in streamed.json()["error"]
+
+
+def test_a_form_encoded_body_gets_415_before_anything_parses_it():
+    for media_type in ("multipart/form-data", "application/x-www-form-urlencoded; charset=x"):
+        r = client(100).post("/", content=b"{}", headers={"content-type": media_type})
+        assert r.status_code == 415, media_type
+        assert r.json() == {"error": f"unsupported media type {media_type.split(';')[0]!r}",
+                            "detail": {"expected": "application/json"}}
+    assert client(100).post("/", content=b"{}", headers={
+        "content-type": "application/octet-stream"}).status_code == 200  # OIP's binary data

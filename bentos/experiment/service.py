@@ -16,7 +16,7 @@ import bentoml
 from pydantic import Field
 
 with bentoml.importing():
-    from workbench import arms, config, events, gateway, serving, store
+    from workbench import access, arms, config, events, gateway, gateway_http, serving, store
 
 ARGS = bentoml.use_arguments()
 _BUNDLED = getattr(ARGS, "experiment_config", None)
@@ -29,10 +29,10 @@ TAGS = serving.model_refs(getattr(ARGS, "models", None) or _REFS)
 from predictor_service import JSON, Predictor  # noqa: E402  (reads WORKBENCH_MODELS on import)
 
 
-@bentoml.asgi_app(gateway.http_app(lambda: bentoml.get_current_service().gateway,
+@bentoml.asgi_app(gateway_http.app(lambda: bentoml.get_current_service().gateway,
                                    lambda: bentoml.get_current_service().predictor.to_async
                                    .models()), path="/")
-@bentoml.service(name="experiment", workers=1, traffic={"timeout": 60},
+@bentoml.service(name="experiment", workers=1, traffic={"timeout": 60, "max_concurrency": 128},
                  envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}])
 class Experiment:
     predictor = bentoml.depends(Predictor)
@@ -99,14 +99,17 @@ class Experiment:
         return await serving.respond(asyncio.to_thread(self.gateway.state))
 
     async def _act(self, action: str, ctx: bentoml.Context, **kwargs: Any) -> Any:
-        actor = f"http:{ctx.request.client.host if ctx.request.client else 'unknown'}"
+        actor = access.actor(ctx.request)  # the key's or token's principal (else http:<ip>)
         return await serving.respond(asyncio.to_thread(self.gateway.act, action, actor=actor,
-                                                       **kwargs))
+                                                       **kwargs), ctx)
 
     @bentoml.task(route="/batch")
     async def batch(self, instances: list[Any], model: str | None = None) -> dict[str, Any]:
         """An async batch job: submit rows, poll /batch/status, fetch /batch/get."""
-        return await self.gateway.batch(instances, model=model)  # errors fail the task
+        # Any error fails the task; /batch/get then answers its 4xx (or a generic 5xx).
+        return await serving.respond(self.gateway.batch(instances, model=model))
 
 
+Experiment.add_asgi_middleware(serving.RequestErrors)  # request id; no 5xx detail
+Experiment.add_asgi_middleware(access.Access)  # before BodyLimit: refuse before reading a body
 Experiment.add_asgi_middleware(serving.BodyLimit)

@@ -19,7 +19,7 @@ from bentoml.validators import ContentType
 from pydantic import Field
 
 with bentoml.importing():
-    from workbench import follow, serving, store
+    from workbench import access, follow, serving, store
 
 ARGS = bentoml.use_arguments()
 GPU = str(getattr(ARGS, "gpu", "")).lower() in ("1", "true", "yes")
@@ -46,7 +46,8 @@ JSON = Annotated[dict[str, Any], ContentType("application/json")]
     envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}] + (
         # JAX preallocates 75% of GPU memory by default; bound it so a sidecar still fits.
         [{"name": "XLA_PYTHON_CLIENT_MEM_FRACTION", "value": "0.5"}] if GPU else []),
-    traffic={"timeout": 30},
+    # Past 256 requests in flight BentoML answers 429 at once instead of queueing to a timeout.
+    traffic={"timeout": 30, "max_concurrency": 256},
 )
 class Predictor:
     # One BentoModel attribute per served tag, so that `bentoml build` packs each of them.
@@ -85,4 +86,6 @@ class Predictor:
         return self.server.status()
 
 
+Predictor.add_asgi_middleware(serving.RequestErrors)  # request id; no 5xx detail
+Predictor.add_asgi_middleware(access.Access)  # before BodyLimit: refuse before reading a body
 Predictor.add_asgi_middleware(serving.BodyLimit)

@@ -32,20 +32,38 @@ _EXPORTS = {
     "Prediction": "workbench.predict",
     "Predictor": "workbench.predict",
 }
-_SUBMODULES = ("artifact", "comparison", "datasets", "errors", "fit", "models", "predict", "store")
+_EXPORTS |= {"read_out": "workbench.readout"}
+_SUBMODULES = ("artifact", "comparison", "control", "datasets", "decision", "errors", "events",
+               "fit", "keys", "models", "predict", "readout", "store")
 
 __all__ = [
     "DiagnosticsWarning", "ModelSpec", "Posterior", "Prediction", "Predictor", "SamplerConfig",
-    "__version__", "artifact", "comparison", "datasets", "errors", "fit", "get_spec", "load",
-    "models", "predict", "register", "registered", "save", "store",
+    "__version__", "artifact", "comparison", "control", "datasets", "decision", "errors",
+    "events", "fit", "get_spec", "keys", "load", "models", "predict", "read_out", "readout",
+    "register", "registered", "save", "store",
 ]
 
 if TYPE_CHECKING:
-    from workbench import artifact, comparison, datasets, errors, fit, models, predict, store
+    from workbench import (
+        artifact,
+        comparison,
+        control,
+        datasets,
+        decision,
+        errors,
+        events,
+        fit,
+        keys,
+        models,
+        predict,
+        readout,
+        store,
+    )
     from workbench.artifact import Posterior, load, save
     from workbench.fit import DiagnosticsWarning, SamplerConfig
     from workbench.models import ModelSpec, get_spec, register, registered
     from workbench.predict import Prediction, Predictor
+    from workbench.readout import read_out
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,10 @@ from typing import Any
 import workbench
 from workbench.errors import ConfigError
 
-SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil")
+# What a served bento imports: the model path, plus access control (keys live in the event
+# store's database; JWTs need cryptography; limits counts requests, in Redis for replicas).
+SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil", "sqlalchemy",
+                    "pyjwt", "cryptography", "limits", "redis")
 
 
 def bentos_dir() -> Path:
@@ -90,7 +93,7 @@ def build_experiment(config_path: str | None = None, *, version_: str | None = N
     return _build("experiment", name="experiment", args={
         "models": ",".join(f"{r}={t}" for r, t in resolved.items()),
         "experiment_config": "experiment.yaml"},
-        packages=requirements(extra=("sqlalchemy", "pyyaml", "scipy", "psycopg",
+        packages=requirements(extra=("pyyaml", "scipy", "psycopg",
                                      "psycopg-binary")),
         labels={"workbench.experiment": config.name}, version_=version_,
         files={"experiment.yaml": text})

@@ -358,11 +358,13 @@ def serve(bento: str, port: int, host: str, models: tuple[str, ...],
 @click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or SQLite).")
 def dashboard(port: int, host: str, db_url: str | None) -> None:
     """Serve the Panel dashboard (Experiments, Latency, Uncertainty, Models)."""
-    from workbench.dashboard import serve_command
+    from workbench.dashboard import serve_command, serve_env
 
-    env = dict(os.environ) | ({"WORKBENCH_DB_URL": db_url} if db_url else {})
+    env = serve_env(dict(os.environ) | ({"WORKBENCH_DB_URL": db_url} if db_url else {}))
     cmd = serve_command(port, host)
-    click.echo(f"dashboard: http://{host}:{port}/workbench", err=True)
+    click.echo(f"dashboard: http://{host}:{port}/workbench"
+               + (" (log in with an API key's name and value)" if "--auth-module" in cmd
+                  else ""), err=True)
     os.execve(cmd[0], cmd, env)
 
 
@@ -462,10 +464,12 @@ def demo(samples: int, warmup: int, chains: int, traffic_seconds: float,
 
 
 from workbench.cli_experiment import experiment  # noqa: E402  (cli_experiment.py)
+from workbench.cli_keys import keys  # noqa: E402  (cli_keys.py)
 from workbench.cli_promote import promote  # noqa: E402  (its own module: cli_promote.py)
 
 main.add_command(experiment)
 main.add_command(promote)
+main.add_command(keys)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,6 +12,8 @@ Every error says what was wrong and what was expected. The tree::
     ├── DiagnosticsRefused               an alias refused: the posterior failed its checks
     ├── DatasetError (ValueError)        a dataset or CSV that cannot be loaded
     ├── ConfigError (ValueError)         an invalid configuration
+    ├── KeyNotFound (LookupError)        no API key by that name
+    ├── InvalidToken                     a JWT that cannot be accepted (HTTP 401)
     ├── Conflict                         an action the experiment's state does not allow
     └── Unavailable                      the service cannot answer now (HTTP 503)
         ├── NotReady                     still loading or compiling
@@ -87,3 +89,11 @@ class ArmFailed(Unavailable):
 class Conflict(WorkbenchError):
     """An action the experiment's current state does not allow (HTTP 409), e.g. ramping a
     concluded experiment."""
+
+
+class KeyNotFound(WorkbenchError, LookupError):
+    """No API key by that name (HTTP 404)."""
+
+
+class InvalidToken(WorkbenchError):
+    """A JWT that cannot be accepted (HTTP 401); the message says why."""

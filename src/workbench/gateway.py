@@ -21,7 +21,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from workbench import bandit, control, events, feedback, guardrails, readout
@@ -296,53 +296,3 @@ class Gateway:
     def close(self) -> None:
         self._stop.set()
         self.writer.close()
-
-
-def http_app(get_gateway: Callable[[], Gateway],
-             predictor_status: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
-    """GET ``/experiment``, ``/analysis``, ``/health/all`` and ``/metadata``."""
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.responses import JSONResponse, RedirectResponse
-    from starlette.routing import Route
-
-    from workbench.serving import error_body, status_of
-
-    def guarded(fn: Callable[[], Any]) -> Callable[[Any], Awaitable[JSONResponse]]:
-        async def endpoint(_: Any) -> JSONResponse:
-            try:
-                return JSONResponse(await run_in_threadpool(fn))
-            except Exception as exc:
-                logger.exception("read-out failed") if status_of(exc) == 500 else None
-                return JSONResponse(error_body(exc), status_code=status_of(exc))
-        return endpoint
-
-    async def health(_: Any) -> JSONResponse:
-        gw = get_gateway()
-        try:
-            status = await predictor_status()
-        except Exception:
-            logger.warning("predictor unreachable from /health/all", exc_info=True)
-            return JSONResponse({"ready": False, "predictor": "unreachable",
-                                 "arms": {a: {"model": m.ref, "tag": m.tag, "ready": False}
-                                          for a, m in gw.models.items()}}, status_code=503)
-        lookup = status.get("lookup", {})
-        arms = {a: {"model": m.ref, "tag": m.tag,
-                    "ready": bool(status.get("ready")) and lookup.get(m.ref) == m.tag}
-                for a, m in gw.models.items()}
-        ok = all(a["ready"] for a in arms.values())
-        return JSONResponse({"ready": ok, "arms": arms, "event_store": gw.engine.dialect.name,
-                             "state": {"version": gw.live.state.version,
-                                       "status": gw.live.state.status,
-                                       "read_at": gw.live.read_at,
-                                       "read_failures": gw.live.failures}},
-                            status_code=200 if ok else 503)
-
-    async def docs(_: Any) -> RedirectResponse:
-        return RedirectResponse("/")
-
-    return Starlette(routes=[
-        Route("/experiment", guarded(lambda: get_gateway().experiment())),
-        Route("/analysis", guarded(lambda: get_gateway().analysis())),
-        Route("/metadata", guarded(lambda: get_gateway().metadata())),
-        Route("/health/all", health), Route("/docs", docs)])

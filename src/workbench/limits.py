@@ -1,8 +1,11 @@
-"""Request limits shared by every service: rows per request and body size.
+"""Request limits shared by every service: rows per request, body size and body kind.
 
 :class:`BodyLimit` is an ASGI middleware that refuses a body over the limit with 413
 ``{"error": ..., "detail": ...}``, whether the size is declared (``content-length``) or
-only found while streaming, before the service parses anything.
+only found while streaming, before the service parses anything. It also refuses a
+form-encoded body with 415: every route takes JSON (OIP's binary extension aside), and
+BentoML would otherwise parse a form and answer a malformed one (no multipart boundary)
+with a 500.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from typing import Any
 
 MAX_ROWS = int(os.environ.get("WORKBENCH_MAX_ROWS", "1024"))
 MAX_BODY_BYTES = int(os.environ.get("WORKBENCH_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
+FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over ``max_bytes`` with 413 (declared or streamed)."""
+    """ASGI middleware: refuse bodies over ``max_bytes`` with 413 (declared or streamed),
+    and form-encoded bodies with 415."""
 
     def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -26,9 +31,15 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(send, int(declared))
+            return
+        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media_type in FORMS:
+            await _refuse(send, 415, f"unsupported media type {media_type.decode()!r}",
+                          {"expected": "application/json"})
             return
         seen = 0
         started = answered = False
@@ -60,10 +71,14 @@ class BodyLimit:
                 raise
 
     async def _too_large(self, send: Any, size: int) -> None:
-        body = json.dumps({"error": f"request body too large: {size} bytes",
-                           "detail": {"expected": f"at most {self.max_bytes} bytes"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, 413, f"request body too large: {size} bytes",
+                      {"expected": f"at most {self.max_bytes} bytes"})
+
+
+async def _refuse(send: Any, status: int, error: str, detail: Any) -> None:
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 

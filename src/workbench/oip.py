@@ -10,6 +10,7 @@ as JSON data or with Triton's binary tensor extension; outputs ``mean``, ``std``
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from workbench.errors import InputError
+from workbench.errors_http import error_response
 from workbench.predict import DEFAULT_MASS
-from workbench.serving import ModelServer, Served, error_body, status_of
+from workbench.serving import ModelServer, Served
 
 DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 HEADER_LENGTH = "inference-header-content-length"
@@ -85,12 +87,7 @@ async def _guard(handler: Callable[[], Any]) -> Response:
             result = await result
         return result
     except Exception as exc:  # every failure answers in the protocol's JSON error shape
-        status = status_of(exc)
-        if status == 500:
-            import logging
-
-            logging.getLogger("workbench.oip").exception("OIP request failed")
-        return JSONResponse(error_body(exc), status_code=status)
+        return error_response(exc, "OIP request")
 
 
 def _served(server: ModelServer, request: Request) -> Served:
@@ -130,7 +127,15 @@ def _parse(body: bytes, header_length: str | None, n_features: int
         raise InputError(f"malformed inference request: {exc}",
                          detail={"expected": "an Open Inference Protocol v2 JSON request"}
                          ) from None
-    inputs = header.get("inputs") if isinstance(header, dict) else None
+    if not isinstance(header, dict):
+        raise InputError("an inference request must be a JSON object",
+                         detail={"expected": {"inputs": ["..."]}})
+    for key, kind in (("parameters", dict), ("outputs", list)):
+        if header.get(key) is not None and not isinstance(header[key], kind):
+            raise InputError(f"{key} must be {'an object' if kind is dict else 'a list'}",
+                             detail={"expected": {"parameters": {"interval_mass": 0.9},
+                                                  "outputs": [{"name": "mean"}]}[key]})
+    inputs = header.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InputError("expected exactly one input tensor",
                          detail={"expected": {"inputs": [{"name": "input", "datatype": "FP32",
@@ -138,18 +143,25 @@ def _parse(body: bytes, header_length: str | None, n_features: int
                                                          "data": "..."}]}})
     tensor = inputs[0]
     datatype = tensor.get("datatype")
-    if datatype not in DTYPES:
+    if not isinstance(datatype, str) or datatype not in DTYPES:
         raise InputError(f"unsupported datatype {datatype!r}",
                          detail={"expected one of": sorted(DTYPES)})
     shape = tensor.get("shape")
-    if (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
-            or len(shape) not in (1, 2)):
+    if (not isinstance(shape, list) or len(shape) not in (1, 2) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise InputError(f"invalid shape {shape!r}",
                          detail={"expected": f"[rows, {n_features}] (or [{n_features}])"})
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     params = tensor.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InputError("tensor parameters must be an object",
+                         detail={"expected": {"binary_data_size": "an integer"}})
     if "binary_data_size" in params:
-        nbytes = int(params["binary_data_size"])
+        nbytes = params["binary_data_size"]
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+            raise InputError(f"binary_data_size must be a non-negative integer, got {nbytes!r}",
+                             detail={"expected": f"{size * DTYPES[datatype].itemsize} (bytes "
+                                                 "of the tensor after the JSON header)"})
         if nbytes != len(binary) or nbytes != size * DTYPES[datatype].itemsize:
             raise InputError("binary tensor size does not match its shape and datatype",
                              detail={"binary_data_size": nbytes, "bytes": len(binary),
@@ -186,3 +198,71 @@ def _outputs(served: Served, out: dict[str, Any], header: dict[str, Any]) -> dic
     return {"model_name": served.name, "model_version": served.version,
             "id": str(header.get("id") or uuid.uuid4()), "outputs": tensors}
 
+
+
+def openapi(server: ModelServer | None) -> dict[str, dict[str, Any]]:
+    """The ``/v2`` routes' OpenAPI operations (``{path: {method: Operation}}``), with the
+    default model of ``server`` as the example name (when one is loaded)."""
+    lead = next(iter(server.models.values()), None) if server is not None else None
+    # A model's name, alias or tag (BentoML's characters); a path segment with other
+    # characters (a newline) never reaches these routes.
+    token = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]*$"}
+    name = {"name": "name", "in": "path", "required": True, "schema": token}
+    version = {"name": "version", "in": "path", "required": True, "schema": token}
+    if lead is not None:
+        name["example"], version["example"] = lead.name, lead.version
+    n = len(lead.posterior.feature_names) if lead is not None else 1
+    obj = {"type": "object"}
+    tensor = {"type": "object", "required": ["name", "datatype", "shape", "data"],
+              "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
+                             "shape": {"type": "array", "items": {"type": "integer"}},
+                             "data": {"type": "array", "items": {"type": "number"}}}}
+    request = {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object", "properties": {
+            "interval_mass": {"type": "number", "minimum": 0, "maximum": 1,
+                              "exclusiveMinimum": True, "exclusiveMaximum": True}}},
+        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+            "type": "object", "required": ["name", "datatype", "shape"],
+            "properties": {"name": {"type": "string"}, "datatype": {"type": "string",
+                                                                    "enum": sorted(DTYPES)},
+                           "shape": {"type": "array", "items": {"type": "integer"}},
+                           "parameters": {"type": "object", "properties": {
+                               "binary_data_size": {"type": "integer", "minimum": 0}}},
+                           "data": {"type": "array", "items": {"type": "number"}}}}},
+        "outputs": {"type": "array", "items": {
+            "type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string"}, "parameters": {"type": "object"}}}}},
+        "example": {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, n],
+                                "data": [0.0] * n}]}}
+    response = {"type": "object", "required": ["model_name", "outputs"], "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"},
+        "id": {"type": "string"}, "outputs": {"type": "array", "items": tensor}}}
+
+    def op(summary: str, schema: dict[str, Any], *params: dict[str, Any],
+           body: dict[str, Any] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"summary": summary, "tags": ["Open Inference Protocol"],
+                               "parameters": list(params), "responses": {"200": {
+                                   "description": summary,
+                                   "content": {"application/json": {"schema": schema}}}}}
+        if body is not None:
+            out["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": body}}}
+        return out
+
+    ready = {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+    paths = {
+        "/v2/health/live": {"get": op("The server is live", {
+            "type": "object", "properties": {"live": {"type": "boolean"}}})},
+        "/v2/health/ready": {"get": op("The server is ready", ready)},
+        "/v2/": {"get": op("Server metadata", obj)},
+    }
+    for prefix, params in (("/v2/models/{name}", (name,)),
+                           ("/v2/models/{name}/versions/{version}", (name, version))):
+        paths[prefix] = {"get": op("Model metadata", obj, *params)}
+        paths[f"{prefix}/ready"] = {"get": op("The model is ready", ready, *params)}
+        paths[f"{prefix}/infer"] = {"post": op("Inference (JSON tensors; Triton's binary "
+                                               "tensor extension with "
+                                               f"{HEADER_LENGTH})", response, *params,
+                                               body=request)}
+    return paths

@@ -8,7 +8,10 @@
 - ``experiment_state``: the live state of each experiment (status, weights, winner, a
   version bumped on every change), the single source of truth that replicas poll;
 - ``audit``: every lifecycle action, human or automatic: who, when, what, why, before and
-  after.
+  after;
+- ``api_keys``: the API keys every service accepts (:mod:`workbench.keys`): a public id,
+  the peppered hash of the key (never the key), scopes, an optional rate limit, and when it
+  was created and revoked.
 """
 
 from __future__ import annotations
@@ -71,4 +74,15 @@ audit = sa.Table(
     sa.Column("before", sa.JSON),
     sa.Column("after", sa.JSON),
     sa.Column("version", sa.Integer, nullable=False),  # the state's version after the action
+)
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False, unique=True),  # public, in the key
+    sa.Column("hash", sa.String(64), nullable=False),  # HMAC-SHA256(pepper, key), hex
+    sa.Column("scopes", sa.JSON, nullable=False),  # ["predict", "feedback", ...]
+    sa.Column("rate_limit", sa.String(128)),  # the limits library's notation, e.g. 10/second
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("revoked", sa.Float),  # when revoked; None while it is valid
 )

@@ -24,15 +24,14 @@ from typing import Any
 import numpy as np
 
 from workbench.artifact import Posterior
-from workbench.batching import MicroBatcher, Overloaded
+from workbench.batching import MicroBatcher
 from workbench.card import build_info, describe, sample_output, seconds_since_process_start
-from workbench.errors import (
-    Conflict,
-    InputError,
-    ModelNotFound,
-    NotReady,
-    Unavailable,
-    WorkbenchError,
+from workbench.errors import InputError, ModelNotFound, NotReady
+from workbench.errors_http import (  # noqa: F401 (re-exported: the bentos call serving.respond)
+    RequestErrors,
+    error_body,
+    respond,
+    status_of,
 )
 from workbench.limits import MAX_BODY_BYTES, MAX_ROWS, BodyLimit  # noqa: F401 (re-exported)
 from workbench.lineup import Lineup, Served, lineup
@@ -72,28 +71,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def status_of(exc: BaseException) -> int:
-    """The HTTP status for an error raised while serving."""
-    if isinstance(exc, ModelNotFound):
-        return 404
-    if isinstance(exc, Conflict):
-        return 409
-    if isinstance(exc, InputError):
-        return 400
-    if isinstance(exc, Unavailable | Overloaded):
-        return 503
-    return 500
-
-
-def error_body(exc: BaseException) -> dict[str, Any]:
-    """The JSON body of an error: ``{"error": ..., "detail": ...}``."""
-    if isinstance(exc, WorkbenchError):
-        return exc.to_dict()
-    if isinstance(exc, Overloaded):
-        return {"error": "the server is over capacity; retry shortly", "detail": str(exc)}
-    return {"error": "internal error while predicting; see the server log", "detail": None}
 
 
 class ModelServer:
@@ -340,12 +317,13 @@ class ModelServer:
 
 
 def http_app(get_server: Callable[[], ModelServer]) -> Any:
-    """GET ``/metadata`` and the Open Inference Protocol under ``/v2``, as one ASGI app."""
+    """GET ``/metadata``, the Open Inference Protocol under ``/v2`` and the service's
+    OpenAPI document (``/docs.json``, :func:`workbench.openapi.document`), as one ASGI app."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, RedirectResponse
     from starlette.routing import Mount, Route
 
-    from workbench import oip
+    from workbench import oip, openapi
 
     async def metadata(_: Any) -> JSONResponse:
         return JSONResponse(get_server().metadata())
@@ -353,15 +331,11 @@ def http_app(get_server: Callable[[], ModelServer]) -> Any:
     async def docs(_: Any) -> RedirectResponse:  # BentoML serves its Swagger UI at /
         return RedirectResponse("/")
 
-    return Starlette(routes=[Route("/metadata", metadata), Route("/docs", docs),
-                             Mount("/v2", app=oip.app(get_server))])
+    def documented() -> dict[str, Any]:
+        return oip.openapi(get_server()) | {"/metadata": openapi.json_get(
+            "What clients must send and what they get back, per model")}
 
-
-async def respond(call: Any) -> Any:
-    """Await a request's coroutine; the workbench's own errors become their 4xx/503."""
-    from starlette.responses import JSONResponse
-
-    try:
-        return await call
-    except (WorkbenchError, Overloaded) as exc:
-        return JSONResponse(error_body(exc), status_code=status_of(exc))
+    app = Starlette(routes=[Route("/metadata", metadata), Route("/docs", docs),
+                            Mount("/v2", app=oip.app(get_server))])
+    app.add_route("/docs.json", openapi.endpoint(openapi.current_service, app, documented))
+    return app

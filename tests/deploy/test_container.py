@@ -25,7 +25,7 @@ import pytest
 from conftest import make_posterior, require
 from servers import BENTOML, ROOT, bentoml_serve
 
-from workbench import store
+from workbench import events, keys, store
 from workbench.background import launch
 from workbench.serving import free_port
 
@@ -195,9 +195,24 @@ def test_image_serves_the_same_answers_as_bentoml_serve(bento, image, container_
         timings["buildah from"] = time.monotonic() - started
         port = free_port()
         log = tmp_path / "container.log"
+        # Auth is on in the image by default: its keys live in an event store that the
+        # container reaches through a volume; the key is made on the host, same pepper.
+        keydir = tmp_path / "keys"
+        keydir.mkdir(mode=0o777)
+        keydir.chmod(0o777)  # the image's user (bentoml) writes SQLite's WAL files there
+        pepper = "container-test-pepper"
+        os.environ["WORKBENCH_KEY_PEPPER"] = pepper
+        try:
+            key = keys.create(events.engine(f"sqlite:///{keydir / 'events.db'}"), "ctr",
+                              ["predict"])
+        finally:
+            del os.environ["WORKBENCH_KEY_PEPPER"]
+        (keydir / "events.db").chmod(0o666)
         started = time.monotonic()
         served = launch(  # the image's entrypoint, as its user, on loopback
-            ["buildah", "run", "--isolation", "chroot", CONTAINER, "--", *entrypoint,
+            ["buildah", "run", "--isolation", "chroot", "--volume", f"{keydir}:/keys",
+             "--env", "WORKBENCH_DB_URL=sqlite:////keys/events.db",
+             "--env", f"WORKBENCH_KEY_PEPPER={pepper}", CONTAINER, "--", *entrypoint,
              "--host", "127.0.0.1", "--port", str(port)],
             port=port, env=container_env, log=log, ready_path=None)
         process = served.process
@@ -208,19 +223,22 @@ def test_image_serves_the_same_answers_as_bentoml_serve(bento, image, container_
         host.wait_ready()
         for path in ("/readyz", "/livez"):
             assert httpx.get(served.url + path).status_code == 200
+        refused = httpx.post(served.url + "/predict", json={"instances": [[0.0] * 4]})
+        assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
+        auth = {"Authorization": f"Bearer {key}"}
         payloads = [{"instances": [[0.1, -0.2, 0.3, 1.5], [2.0, 0.0, -1.0, 0.5]], "draws": 3},
                     {"instances": [{"x0": 0.5, "x1": 0.1, "x2": -0.3, "x3": 2.0}],
                      "model": "ctr-reg", "interval_mass": 0.8}]
         for payload in payloads:
-            ours = httpx.post(served.url + "/predict", json=payload, timeout=30)
+            ours = httpx.post(served.url + "/predict", json=payload, timeout=30, headers=auth)
             theirs = httpx.post(host.url + "/predict", json=payload, timeout=30)
             assert ours.status_code == theirs.status_code == 200
             assert ours.json() == theirs.json()
         bad = {"instances": [[1.0, 2.0]]}
-        ours = httpx.post(served.url + "/predict", json=bad)
+        ours = httpx.post(served.url + "/predict", json=bad, headers=auth)
         assert ours.status_code == 400
         assert ours.json() == httpx.post(host.url + "/predict", json=bad).json()
-        meta = httpx.get(served.url + "/metadata").json()
+        meta = httpx.get(served.url + "/metadata", headers=auth).json()
         assert meta["build"]["bento"] == bento
         progress(request.config, f"same answers; the image runs Python "
                                  f"{meta['build']['python']}, the host "

@@ -70,3 +70,41 @@ def serve_experiment(config: str, tmp_path, *, env: dict[str, str] | None = None
                             str(ROOT / "bentos" / "experiment")],
                            env=server_env, log=tmp_path / "experiment.log")
     return server, db
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory):
+    """Access control for servers started with ``env`` (``WORKBENCH_AUTH=on``): keys (one
+    per scope, one with every scope as ``all``, and one to revoke as ``doomed``) in an event
+    store of its own, a throwaway identity provider's JWKS, and two regression models."""
+    from jwks import Provider
+
+    from workbench import events, keys
+
+    tmp = tmp_path_factory.mktemp("secured")
+    tags = {arm: store.save(make_posterior("regression", name=f"access-{arm}", seed=seed),
+                            alias=f"access-{arm}", force=True)
+            for arm, seed in (("a", 11), ("b", 12))}
+    idp = Provider(tmp)
+    db = f"sqlite:///{tmp / 'events.db'}"
+    env = {"WORKBENCH_AUTH": "on", "WORKBENCH_DB_URL": db, "WORKBENCH_KEY_PEPPER": "e2e-pepper",
+           "WORKBENCH_KEY_CACHE_SECONDS": "1"} | idp.env()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBENCH_KEY_PEPPER", "e2e-pepper")
+        eng = events.engine(db)
+        made = {s: keys.create(eng, f"e2e-{s}", [s]) for s in keys.SCOPES}
+        made["all"] = keys.create(eng, "e2e-all", keys.SCOPES)
+        made["doomed"] = keys.create(eng, "e2e-doomed", ["predict", "feedback"])
+    return {"keys": made, "idp": idp, "eng": eng, "tags": tags, "env": env, "tmp": tmp}
+
+
+def serve_secured_predictor(secured, log) -> Server:
+    """A Predictor of ``access-a`` with access control on (the ``secured`` keys).
+
+    Each module that reads a server's ``/metrics`` starts its own servers: every
+    ``bentoml serve`` start empties the Prometheus directory under ``BENTOML_HOME``, so a
+    server started earlier in the session loses its metrics to a later start."""
+    return bentoml_serve(["service:Predictor", "--working-dir",
+                          str(ROOT / "bentos" / "predictor"), "--arg", "models=access-a"],
+                         env=dict(os.environ) | secured["env"], log=log, wait_ready=False)
+

@@ -1,0 +1,223 @@
+"""How errors become HTTP responses, the same way on every service.
+
+A client is told what it did wrong (4xx, ``{"error": ..., "detail": ...}``) or that the
+service cannot answer now (503, with our own message); it is never told *why* the server
+failed. Every other 5xx answers one generic body::
+
+    {"error": "internal error", "detail": null, "request_id": "<id>"}
+
+and the server's log line of that failure carries the same ``request_id``, so that an
+operator can find the traceback a client reports. The id is the request's ``X-Request-ID``
+when that is a sane short token, else a new one; every response carries it back in
+``X-Request-ID``.
+
+:func:`status_of` and :func:`error_body` map an exception to its status and body,
+:func:`respond` applies them around a request's coroutine (the bentos' ``@bentoml.api``
+methods), and :class:`RequestErrors` is the ASGI middleware that assigns the id and makes
+sure that no 5xx produced anywhere below it (BentoML's own handlers included) leaks text.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable
+from typing import Any
+
+from workbench.batching import Overloaded
+from workbench.errors import (
+    Conflict,
+    InputError,
+    InvalidToken,
+    KeyNotFound,
+    ModelNotFound,
+    Unavailable,
+    WorkbenchError,
+)
+
+logger = logging.getLogger("workbench.http")
+
+HEADER = "x-request-id"
+_KEY = HEADER.encode()
+INTERNAL_ERROR = "internal error"
+# Letters, digits and ``._:-``, at most 64: safe to echo in a header and to write in a log.
+_SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "workbench_request_id", default=None)
+
+
+def new_request_id() -> str:
+    """A fresh request id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def sane_request_id(value: str | bytes | None) -> str | None:
+    """``value`` when it is a sane short token (see the module's docstring), else None."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value if value is not None and _SANE.fullmatch(value) else None
+
+
+def request_id() -> str:
+    """The id of the request being served (a new one outside :class:`RequestErrors`)."""
+    return _current.get() or new_request_id()
+
+
+def internal_error_body(rid: str) -> dict[str, Any]:
+    """The one body of a 5xx that is not a 503: nothing about the failure itself."""
+    return {"error": INTERNAL_ERROR, "detail": None, "request_id": rid}
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status for an error raised while serving.
+
+    Parameters
+    ----------
+    exc
+        The error.
+
+    Returns
+    -------
+    int
+        404, 401, 409 or 400 for what a client did wrong, 503 for what may succeed on a retry,
+        500 for everything else.
+    """
+    if isinstance(exc, ModelNotFound | KeyNotFound):
+        return 404
+    if isinstance(exc, InvalidToken):
+        return 401
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, InputError):
+        return 400
+    if isinstance(exc, Unavailable | Overloaded):
+        return 503
+    return 500
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The JSON body of an error: ``{"error": ..., "detail": ...}`` for the workbench's own
+    errors, the generic body (:func:`internal_error_body`) for any other."""
+    if isinstance(exc, WorkbenchError):
+        return exc.to_dict()
+    if isinstance(exc, Overloaded):
+        return {"error": "the server is over capacity; retry shortly", "detail": str(exc)}
+    return internal_error_body(request_id())
+
+
+def error_response(exc: BaseException, where: str = "request") -> Any:
+    """``exc`` as a JSON response; a 500 is logged with its traceback and request id.
+
+    Parameters
+    ----------
+    exc
+        The error.
+    where
+        What failed, for the log line (e.g. ``"OIP request"``).
+
+    Returns
+    -------
+    starlette.responses.JSONResponse
+        The error's status and body (:func:`status_of`, :func:`error_body`).
+    """
+    from starlette.responses import JSONResponse
+
+    status = status_of(exc)
+    body = error_body(exc)
+    if status == 500:
+        logger.error("%s failed (request_id=%s)", where, body["request_id"], exc_info=exc)
+    return JSONResponse(body, status_code=status)
+
+
+async def respond(call: Awaitable[Any], ctx: Any = None) -> Any:
+    """Await a request's coroutine; any error becomes its response (:func:`error_response`).
+
+    Parameters
+    ----------
+    call
+        The coroutine (or any awaitable) of the request.
+    ctx
+        The method's ``bentoml.Context``, when it takes one: BentoML then answers with
+        ``ctx.response.status_code`` whatever the response says, so it is set from it.
+
+    Returns
+    -------
+    Any
+        What ``call`` returned, or the error's response.
+    """
+    try:
+        return await call
+    except Exception as exc:
+        response = error_response(exc)
+        if ctx is not None:
+            ctx.response.status_code = response.status_code
+        return response
+
+
+class RequestErrors:
+    """ASGI middleware: a request id in and out, and no internal detail in any 5xx.
+
+    Outermost among a service's own middlewares, so that it sees what every layer below
+    answers. A 5xx other than 503 has its body replaced by :func:`internal_error_body` and
+    is logged with its request id; an exception that escapes the app is logged with its
+    traceback and answered the same way (if nothing was sent yet).
+
+    Parameters
+    ----------
+    app
+        The ASGI application it wraps.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        rid = sane_request_id(headers.get(_KEY)) or new_request_id()
+        where = f"{scope.get('method', '')} {scope.get('path', '')}"
+        token = _current.set(rid)
+        started = replaced = False
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal started, replaced
+            if message["type"] == "http.response.start":
+                started = True
+                status = int(message["status"])
+                if status >= 500 and status != 503:
+                    replaced = True
+                    logger.error("%s answered %d (request_id=%s)", where, status, rid)
+                    await self._generic(send, status, rid, scope)
+                    return
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != _KEY]
+                message = {**message, "headers": [*kept, (_KEY, rid.encode())]}
+            elif message["type"] == "http.response.body" and replaced:
+                return  # the generic body was the answer
+            await send(message)
+
+        try:
+            await self.app(scope, receive, guarded_send)
+        except Exception:
+            logger.exception("%s failed (request_id=%s)", where, rid)
+            if replaced:
+                return  # the generic answer is out already
+            if started:
+                raise  # half a response went out: let the server close the connection
+            await self._generic(send, 500, rid, scope)
+        finally:
+            _current.reset(token)
+
+    @staticmethod
+    async def _generic(send: Any, status: int, rid: str, scope: dict[str, Any]) -> None:
+        body = json.dumps(internal_error_body(rid)).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (_KEY, rid.encode())]})
+        await send({"type": "http.response.body",
+                    "body": b"" if scope.get("method") == "HEAD" else body})
