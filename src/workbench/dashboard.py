@@ -45,6 +45,8 @@ class Dashboard(pn.viewable.Viewer):
     refresh_seconds = param.Number(default=REFRESH_SECONDS, bounds=(0.5, None))
     version = param.Integer(default=0, doc="Bumped on every refresh that found a change")
     actor = param.String(default="dashboard", doc="Who lifecycle actions are audited as")
+    role = param.Selector(default="admin", objects=["admin", "viewer"],
+                          doc="admin may act (lifecycle, promote, rollback); viewer may read")
 
     def __init__(self, db_url: str | None = None, **params: Any) -> None:
         super().__init__(**params)
@@ -58,10 +60,10 @@ class Dashboard(pn.viewable.Viewer):
         self.rollback.on_click(lambda _: self._ask(
             "Point champion back at its previous target?", self._rollback))
         self.control = ControlPanel(self.engine, decided=self._decided, refresh=self.refresh,
-                                    actor=self.actor)
+                                    actor=self.actor, may_act=self.role == "admin")
         self.refresh()
         self._follow()
-        self.param.watch(self._follow, ["experiment", "version", "actor"])
+        self.param.watch(self._follow, ["experiment", "version", "actor", "role"])
 
     # -- state --
 
@@ -110,7 +112,8 @@ class Dashboard(pn.viewable.Viewer):
     def _follow(self, *_: Any) -> None:
         """Keep the control panel on the experiment, version and actor shown."""
         self.control.param.update(experiment=self.experiment, version=self.version,
-                                  actor=self.actor)
+                                  actor=self.actor, may_act=self.role == "admin")
+        self.promote.disabled = self.rollback.disabled = self.role != "admin"
 
     # -- tabs --
 
@@ -283,14 +286,18 @@ class Dashboard(pn.viewable.Viewer):
     def _ask(self, question: str, action: Callable[[], str]) -> None:
         """Ask in the Models tab; act on Confirm (the model store's aliases, not audited
         experiment state)."""
+        if self.role != "admin":  # the buttons are off too; this holds whatever is sent
+            self.status.object = (f"**Refused:** {self.actor} may view but not act (needs an "
+                                  "API key with the admin scope)")
+            return
         self._models_ask.ask(question, action)
 
     def _promote(self) -> str:
-        tag = store.set_alias("champion", self.model_tag)
-        return f"champion -> {tag}"
+        tag = store.set_alias("champion", self.model_tag, by=self.actor)
+        return f"champion -> {tag} (by {self.actor})"
 
     def _rollback(self) -> str:
-        return f"champion rolled back -> {store.rollback('champion')}"
+        return f"champion rolled back -> {store.rollback('champion', by=self.actor)}"
 
     # -- layout --
 
@@ -316,16 +323,33 @@ class Dashboard(pn.viewable.Viewer):
             sizing_mode="stretch_width")
 
 
-def serve_command(port: int, host: str = "127.0.0.1") -> list[str]:
-    """``panel serve dashboards/workbench.py`` on ``host:port`` (loopback by default)."""
+def serve_command(port: int, host: str = "127.0.0.1", *, login: bool | None = None
+                  ) -> list[str]:
+    """``panel serve dashboards/workbench.py`` on ``host:port`` (loopback by default),
+    behind the login of :mod:`workbench.dashboard_auth` unless ``WORKBENCH_AUTH=off``
+    (run it with :func:`serve_env`, which carries the cookie secret)."""
     import sys
     from pathlib import Path
 
+    from workbench import access, dashboard_auth
     from workbench.build import bentos_dir
 
     app = bentos_dir().parent / "dashboards" / "workbench.py"
-    return [str(Path(sys.executable).parent / "panel"), "serve", str(app), "--address", host,
-            "--port", str(port), "--allow-websocket-origin", f"{host}:{port}"]
+    cmd = [str(Path(sys.executable).parent / "panel"), "serve", str(app), "--address", host,
+           "--port", str(port), "--allow-websocket-origin", f"{host}:{port}"]
+    if access.enabled() if login is None else login:
+        cmd += ["--auth-module", dashboard_auth.__file__]
+    return cmd
+
+
+def serve_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` plus the login cookies' secret (``WORKBENCH_DASHBOARD_COOKIE_SECRET``, else a
+    fresh one: logins then last as long as the process), passed by environment so that it
+    never shows in a process list."""
+    import secrets
+
+    secret = env.get("WORKBENCH_DASHBOARD_COOKIE_SECRET") or secrets.token_urlsafe(32)
+    return env | {"PANEL_COOKIE_SECRET": secret, "BOKEH_COOKIE_SECRET": secret}
 
 
 def _first(plot: Any) -> Any:

@@ -89,6 +89,7 @@ class ControlPanel(pn.viewable.Viewer):
     experiment = param.String(default=None, allow_None=True, doc="The experiment shown")
     version = param.Integer(default=0, doc="Bumped by the dashboard on every change")
     actor = param.String(default="dashboard", doc="Who the actions are audited as")
+    may_act = param.Boolean(default=True, doc="False for a viewer: buttons off, refused")
 
     def __init__(self, engine: Any, *, decided: Callable[[], str | None] = lambda: None,
                  refresh: Callable[[], None] | None = None, **params: Any) -> None:
@@ -153,6 +154,10 @@ class ControlPanel(pn.viewable.Viewer):
     def _ask(self, question: str, done: str,
              act: Callable[[str, str], control.State | None]) -> None:
         name, reason = self.experiment, self.reason.value
+        if not self.may_act:  # the buttons are off too; this holds whatever the browser sends
+            self.confirmation.status.object = (f"**Refused:** {self.actor} may view but not "
+                                               "act (needs an API key with the admin scope)")
+            return
         if not name:
             self.confirmation.status.object = "**Refused:** no experiment selected"
             return
@@ -216,7 +221,7 @@ class ControlPanel(pn.viewable.Viewer):
         """Fit the selectors to the state's arms and Conclude's default to the read-out."""
         arms = list(self.state.weights) if self.state else []
         for button in (self.pause, self.resume, self.ramp, self.conclude):
-            button.disabled = self.state is None
+            button.disabled = self.state is None or not self.may_act
         if arms != self._arms:
             self._arms = arms
             self.ramp_arm.options = arms

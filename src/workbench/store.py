@@ -162,12 +162,13 @@ def aliases() -> dict[str, str]:
 
 
 def alias_history(alias: str) -> list[dict[str, Any]]:
-    """Where an alias pointed, oldest first (``tag``, ``at``, ``forced``)."""
+    """Where an alias pointed, oldest first (``tag``, ``at``, ``forced``, ``by``)."""
     return list(_read_aliases().get(alias, {}).get("history", []))
 
 
-def set_alias(alias: str, ref: str, *, force: bool = False) -> str:
+def set_alias(alias: str, ref: str, *, force: bool = False, by: str | None = None) -> str:
     """Point ``alias`` at a model; refuses one whose diagnostics failed unless ``force``.
+    ``by`` (who moved it: ``dashboard:alice``, ``cli:bob``) is kept in the history.
 
     Returns the tag the alias now points at.
     """
@@ -185,12 +186,14 @@ def set_alias(alias: str, ref: str, *, force: bool = False) -> str:
     with _locked() as registry:
         entry = registry.setdefault(alias, {"history": []})
         if not entry["history"] or entry["history"][-1]["tag"] != tag:
-            entry["history"].append({"tag": tag, "at": _now(), "forced": bool(force)})
+            entry["history"].append({"tag": tag, "at": _now(), "forced": bool(force),
+                                     "by": by})
     return tag
 
 
-def rollback(alias: str) -> str:
-    """Point ``alias`` back at its previous target; returns that tag."""
+def rollback(alias: str, *, by: str | None = None) -> str:
+    """Point ``alias`` back at its previous target; returns that tag. The undone entry is
+    kept under ``rolled_back`` with who undid it (``by``)."""
     with _locked() as registry:
         history = registry.get(alias, {}).get("history", [])
         if not history:
@@ -198,7 +201,9 @@ def rollback(alias: str) -> str:
         if len(history) < 2:
             raise ConfigError(f"alias {alias!r} has no earlier target to roll back to",
                               detail={"points at": history[-1]["tag"]})
-        history.pop()
+        undone = history.pop()
+        registry[alias].setdefault("rolled_back", []).append(
+            undone | {"rolled_back_at": _now(), "rolled_back_by": by})
         return history[-1]["tag"]
 
 

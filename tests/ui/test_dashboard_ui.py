@@ -7,43 +7,22 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
-import time
-import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import make_posterior, require
+from conftest import make_posterior
 from servers import ROOT, free_port
 
 from workbench import control, events, store
 from workbench.background import launch
 from workbench.config import parse
 
+from .conftest import log_events
+
 pytestmark = pytest.mark.ui
 SHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
 TABS = ("Experiments", "Latency", "Uncertainty", "Models")
-
-
-def log_events(eng, experiment: str, n: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    rows, outs = [], []
-    for i in range(n):
-        rid, arm, p = uuid.uuid4().hex, ("control", "treatment")[i % 2], rng.uniform(.05, .95)
-        rows.append({"request_id": rid, "parent_id": None, "ts": time.time() - n + i,
-                     "experiment": experiment, "arm": arm, "model_tag": f"{arm}:1",
-                     "unit": str(i), "latency_ms": float(rng.gamma(2, 3)), "status": "ok",
-                     "fallback_from": None, "n_rows": 1,
-                     "summary": [{"mean": p, "std": 0.1, "interval": [p - 0.1, p + 0.1],
-                                  "probabilities": {"no": 1 - p, "yes": p}, "label": "yes"}],
-                     "instances": [[0.0] * 4]})
-        outs.append({"request_id": rid, "ts": time.time(), "experiment": experiment,
-                     "outcome": int(rng.random() < p)})
-    events.write_now(eng, "predictions", rows)
-    events.write_now(eng, "outcomes", outs)
 
 
 @pytest.fixture(scope="module")
@@ -70,20 +49,6 @@ def site(tmp_path_factory):
     yield {"url": server.url + "/workbench", "engine": eng, "first": first, "second": second,
            "log": server.log}
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require(shutil.which("chromium") is not None or os.path.exists(CHROMIUM),
-            "Chromium is not installed: apt-get install chromium (make test does this as root)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
