@@ -187,15 +187,25 @@ print(bento.split(":")[0])
 ## Serve it in the background
 
 `start` runs `bentoml serve` on a free loopback port in its own process group and waits
-until `/readyz` answers (the posterior is loaded and every shape bucket compiled).
+until `/readyz` answers (the posterior is loaded and every shape bucket compiled). Every
+route but health and metrics needs an API key (stored only as a hash in the event store;
+`workbench keys create` does the same from a shell): this notebook makes its own, and the
+server object hands it to its clients (`server.headers`, `server.client()`).
 """),
     code("""
 # NBVAL_IGNORE_OUTPUT
-server = start(bento)
+import time
+
+from workbench import events, keys
+
+key = keys.create(events.engine(), f"notebook-02-{time.time_ns()}", ["predict"])
+server = start(bento, api_key=key)
 server
 """),
     code("""
-meta = httpx.get(server.url + "/metadata").json()
+print(httpx.post(server.url + "/predict", json={"instances": [[0.0]]}).status_code,
+      "without the key")
+meta = httpx.get(server.url + "/metadata", headers=server.headers).json()
 features = meta["features"]
 print(meta["default_model"] == store.resolve(model), meta["targets"], len(features))
 """),
@@ -217,9 +227,11 @@ Rows can be objects keyed by feature name. Bad input gets a 400 that says what w
 """),
     code("""
 row = dict(zip(features, X[0].tolist(), strict=True))
-r = httpx.post(server.url + "/predict", json={"instances": [row], "interval_mass": 0.5})
+r = httpx.post(server.url + "/predict", json={"instances": [row], "interval_mass": 0.5},
+               headers=server.headers)
 print(r.status_code, r.json()["interval_mass"])
-bad = httpx.post(server.url + "/predict", json={"instances": [[1.0, 2.0]]})
+bad = httpx.post(server.url + "/predict", json={"instances": [[1.0, 2.0]]},
+                 headers=server.headers)
 print(bad.status_code, bad.json()["error"])
 """),
     md("## Predictions with their 90% credible intervals"),
@@ -272,7 +284,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from workbench import control, events, readout, store
+from workbench import control, events, keys, readout, store
 from workbench.background import start
 from workbench.build import build_experiment
 from workbench.config import load as load_config
@@ -302,7 +314,11 @@ to the event store at `WORKBENCH_DB_URL` (SQLite here, PostgreSQL in production)
     code("""
 # NBVAL_IGNORE_OUTPUT
 bento = build_experiment(str(config_path))
-server = start(bento, env=os.environ | {"WORKBENCH_DB_URL": db_url})
+# An API key for this notebook (predictions, feedback, and the admin routes to conclude);
+# keys live in the event store, hashed.
+key_name = f"notebook-03-{time.time_ns()}"
+key = keys.create(events.engine(db_url), key_name, ["predict", "feedback", "admin"])
+server = start(bento, env=os.environ | {"WORKBENCH_DB_URL": db_url}, api_key=key)
 server
 """),
     md("""
@@ -315,7 +331,7 @@ outcome back to `/feedback`; the metric is each model's log score on those outco
 # NBVAL_IGNORE_OUTPUT
 features = store.metadata(store.resolve("champion"))["feature_names"]
 traffic = await simulate(server.url, dataset=dataset, duration=traffic_seconds, rate=rate,
-                         features=features, progress=False)
+                         features=features, progress=False, api_key=key)
 traffic.to_dict()
 """),
     code("""
@@ -341,7 +357,7 @@ result = readout.read_out(eng, config.name)
 print_readout(result.to_dict())
 """),
     code("""
-served = httpx.get(server.url + "/analysis").json()
+served = httpx.get(server.url + "/analysis", headers=server.headers).json()
 print(sorted(a.arm for a in result.arms), result.metric,
       sum(a.predictions for a in result.arms) == traffic.ok,
       "| /analysis agrees:", [a["prob_best"] for a in served["arms"]]
@@ -374,13 +390,13 @@ within a second, with no rebuild. Without a decided winner we keep the champion.
 # NBVAL_IGNORE_OUTPUT
 winner = result.decision["winner"] or "champion"
 why = result.decision["reason"] if result.decision["winner"] else "no decision: keep champion"
-state = httpx.post(server.url + "/admin/conclude",
-                   json={"winner": winner, "reason": why}).json()["state"]
+state = httpx.post(server.url + "/admin/conclude", json={"winner": winner, "reason": why},
+                   headers=server.headers).json()["state"]
 state
 """),
     code("""
 after = [httpx.post(server.url + "/predict", json={"unit": f"late-{i}", "instances": [
-    [0.0] * len(features)]}).json()["arm"] for i in range(20)]
+    [0.0] * len(features)]}, headers=server.headers).json()["arm"] for i in range(20)]
 print(state["status"], "| every new request goes to the winner:", set(after) == {winner})
 """),
     md("""
@@ -402,7 +418,8 @@ audit = pd.DataFrame(control.history(eng, config.name))
 audit[["actor", "action", "reason", "version"]]
 """),
     code("""
-print(list(audit.action), "| the conclusion names who did it:", audit.actor.iloc[0] != "gateway")
+print(list(audit.action), "| concluded by this notebook's key:",
+      audit.actor.iloc[0] == "key:" + key_name)
 """),
 ]
 

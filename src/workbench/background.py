@@ -33,6 +33,12 @@ class BackgroundServer:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    api_key: str | None = None  # what clients of this server authenticate with
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization: Bearer KEY`` when the server was given a key, else nothing."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     @property
     def pid(self) -> int:
@@ -70,7 +76,7 @@ class BackgroundServer:
         """A ``bentoml.SyncHTTPClient`` for this server."""
         import bentoml
 
-        return bentoml.SyncHTTPClient(self.url, timeout=timeout)
+        return bentoml.SyncHTTPClient(self.url, timeout=timeout, token=self.api_key)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         """Signal the server's process group, wait, and return its exit status."""
@@ -118,7 +124,7 @@ def launch(command: Sequence[str], *, port: int, log: str | Path,
 def start(target: str, *, working_dir: str | Path | None = None, args: Sequence[str] = (),
           env: Mapping[str, str] | None = None, port: int | None = None,
           log: str | Path | None = None, wait: bool = True,
-          ready_timeout: float = 180.0) -> BackgroundServer:
+          ready_timeout: float = 180.0, api_key: str | None = None) -> BackgroundServer:
     """Start ``bentoml serve TARGET`` on 127.0.0.1 and (by default) wait until ready.
 
     Parameters
@@ -133,11 +139,16 @@ def start(target: str, *, working_dir: str | Path | None = None, args: Sequence[
         Default: a free port.
     log
         Where its output goes (default: a file in the temp directory, named by port).
+    api_key
+        The key its clients use (:attr:`BackgroundServer.headers`, :meth:`~BackgroundServer.
+        client`), default ``$WORKBENCH_API_KEY``.
     """
     port = port or free_port()
     command = [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port), *args]
     if working_dir is not None:
         command += ["--working-dir", str(Path(working_dir).resolve())]
-    return launch(command, port=port, env=env,
-                  log=log or Path(tempfile.gettempdir()) / f"workbench-serve-{port}.log",
-                  ready_path="/readyz" if wait else None, ready_timeout=ready_timeout)
+    server = launch(command, port=port, env=env,
+                    log=log or Path(tempfile.gettempdir()) / f"workbench-serve-{port}.log",
+                    ready_path="/readyz" if wait else None, ready_timeout=ready_timeout)
+    server.api_key = api_key or os.environ.get("WORKBENCH_API_KEY")
+    return server

@@ -89,10 +89,12 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
     bento = build_experiment(str(config_path))
     console.print(f"    {bento}")
 
-    step("5/6 serve", f"bentoml serve {bento}")
+    step("5/6 serve", f"bentoml serve {bento}, behind access control: an API key for the demo")
+    from workbench import access
     from workbench.background import start
 
-    server = start(bento, port=port)
+    api_key = _demo_key(experiment) if access.enabled() else None
+    server = start(bento, port=port, api_key=api_key)
     url = server.url
     try:
         console.print(f"    ready at {url}")
@@ -102,15 +104,15 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
         from workbench.simulate import simulate
 
         summary = asyncio.run(simulate(url, duration=traffic_seconds, rate=rate,
-                                       progress=console.is_terminal))
+                                       progress=console.is_terminal, api_key=api_key))
         s = summary.to_dict()
         console.print(f"    sent {s['sent']}, ok {s['ok']}, errors {s['errors'] or 0}, "
                       f"feedback {s['feedback']}; latency p50 {s['latency_ms']['p50']:.1f} ms, "
                       f"p99 {s['latency_ms']['p99']:.1f} ms")
         import httpx
 
-        _wait_flushed(url)  # the event log is written off the request path
-        readout = httpx.get(url + "/analysis", timeout=60).json()
+        _wait_flushed(url, server.headers)  # the event log is written off the request path
+        readout = httpx.get(url + "/analysis", timeout=60, headers=server.headers).json()
         from workbench.report import print_readout
 
         print_readout(readout)
@@ -124,13 +126,26 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
             "readout": readout, "server": server}
 
 
-def _wait_flushed(url: str, timeout: float = 30.0) -> None:
+def _demo_key(experiment: str) -> str:
+    """An API key with every scope for this demo run (shown once, also to the dashboard's
+    login), exported as ``WORKBENCH_API_KEY`` for the traffic the demo sends."""
+    from workbench import events, keys
+
+    name = experiment  # unique per run; `workbench keys revoke NAME` when done
+    key = keys.create(events.engine(), name, ["predict", "feedback", "batch", "admin"])
+    os.environ["WORKBENCH_API_KEY"] = key
+    print(f"    API key {name!r} (shown once; the dashboard's login takes the name and the key):"
+          f"\n    {key}", file=sys.stderr)
+    return key
+
+
+def _wait_flushed(url: str, headers: dict[str, str], timeout: float = 30.0) -> None:
     """Until every request the gateway served is in the event store (or ``timeout``)."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        exp = httpx.get(url + "/experiment", timeout=30).json()
+        exp = httpx.get(url + "/experiment", timeout=30, headers=headers).json()
         if exp["events_written"]["predictions"] >= exp["counters"]["requests"] + \
                 exp["counters"]["shadow"]:
             return
@@ -141,12 +156,12 @@ def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
                    rate: float = 5.0) -> None:
     """Keep the experiment live (a trickle of simulated traffic) and the dashboard open on
     it, printing its URL, until Ctrl+C; then stop everything."""
-    from workbench.dashboard import serve_command
+    from workbench.dashboard import serve_command, serve_env
     from workbench.serving import free_port
 
     port = port if _port_free(port) else free_port()
-    dash = subprocess.Popen(serve_command(port), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    dash = subprocess.Popen(serve_command(port), env=serve_env(dict(os.environ)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     traffic = subprocess.Popen([sys.executable, "-m", "workbench.cli", "simulate", "--url",
                                 made["url"], "--duration", "86400", "--rate", str(rate),
                                 "--json"], stdout=subprocess.DEVNULL,
@@ -154,6 +169,9 @@ def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
     console.print(f"[bold green]dashboard[/] http://127.0.0.1:{port}/workbench  (experiment "
                   f"{made['experiment']} at {made['url']}, live traffic at {rate:.0f} req/s; "
                   "Ctrl+C stops it all)")
+    if made["server"].api_key:
+        console.print(f"    log in as [bold]{made['experiment']}[/] with the API key printed "
+                      "above")
     try:
         dash.wait()
     except KeyboardInterrupt:

@@ -62,12 +62,19 @@ async def simulate(url: str, *, dataset: str = "breast_cancer", users: int = 200
                    effects: dict[str, float] | None = None, seed: int = 0,
                    concurrency: int = 32, progress: bool = True,
                    max_requests: int | None = None,
-                   features: Sequence[str] | None = None) -> Summary:
+                   features: Sequence[str] | None = None,
+                   api_key: str | None = None) -> Summary:
     """Send traffic to the gateway at ``url`` for ``duration`` seconds (bounded).
 
     Rows come from ``dataset``'s held-out split, restricted to ``features`` (names) when
-    the served models were fit to a subset of its columns.
+    the served models were fit to a subset of its columns. ``api_key`` (default
+    ``$WORKBENCH_API_KEY``) needs the ``predict`` and ``feedback`` scopes when the gateway
+    has access control on.
     """
+    import os
+
+    api_key = api_key or os.environ.get("WORKBENCH_API_KEY")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     effects = effects or {}
     data = datasets.load(dataset)
     if features:
@@ -110,7 +117,7 @@ async def simulate(url: str, *, dataset: str = "breast_cancer", users: int = 200
 
     columns = [TextColumn("simulating"), BarColumn(), TextColumn("{task.fields[status]}"),
                TimeRemainingColumn()]
-    async with httpx.AsyncClient(base_url=url, timeout=30,
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers,
                                  limits=httpx.Limits(max_connections=concurrency)) as http:
         with Progress(*columns, disable=not progress, transient=False) as bar:
             task = bar.add_task("traffic", total=duration, status="")

@@ -8,14 +8,15 @@ import sys
 
 import pytest
 
-from workbench import events
+from workbench import events, keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_demo_runs_from_an_empty_store(tmp_path):
     env = os.environ | {"BENTOML_HOME": str(tmp_path / "bentoml"),
-                        "WORKBENCH_HOME": str(tmp_path / "wb")}
+                        "WORKBENCH_HOME": str(tmp_path / "wb"),
+                        "WORKBENCH_AUTH": "on"}  # as make demo runs it: nothing left open
     env.pop("WORKBENCH_DB_URL", None)
     env.pop("WORKBENCH_EXPERIMENT", None)
     env.pop("WORKBENCH_MODELS", None)
@@ -27,5 +28,8 @@ def test_demo_runs_from_an_empty_store(tmp_path):
     for text in ("1/6 fit", "R-hat", "stored", "90% interval", "4/6 build", "ready at",
                  "P(best)", "decision:"):
         assert text in out.stdout, text
-    data = events.read(events.engine(f"sqlite:///{tmp_path / 'wb' / 'events.db'}"), experiment)
+    eng = events.engine(f"sqlite:///{tmp_path / 'wb' / 'events.db'}")
+    data = events.read(eng, experiment)
     assert len(data) > 50 and set(data.arm) == {"champion", "challenger"}
+    made = [k for k in keys.list_keys(eng) if k["name"] == experiment]  # its own key, used
+    assert made and "API key" in out.stderr and "wb_" not in out.stdout

@@ -40,7 +40,9 @@ def inject(source: Path, target: Path, parameters: dict[str, object]) -> None:
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("notebooks")
-    return {"BENTOML_HOME": str(home / "bentoml"), "WORKBENCH_HOME": str(home / "workbench")}
+    # Access control on, as a user's notebooks run: each notebook makes and uses its key.
+    return {"BENTOML_HOME": str(home / "bentoml"), "WORKBENCH_HOME": str(home / "workbench"),
+            "WORKBENCH_AUTH": "on"}
 
 
 def test_every_notebook_is_tested():
