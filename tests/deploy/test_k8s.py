@@ -20,7 +20,7 @@ import yaml
 from conftest import make_posterior
 from servers import BENTOML, ROOT, bentoml_serve
 
-from workbench import artifact, events, store
+from workbench import artifact, events, keys, store
 
 K8S = ROOT / "deploy" / "k8s"
 VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
@@ -190,8 +190,13 @@ def test_model_load_init_container_command_imports_the_exported_model(s3_server,
     # The server container: the remote Predictor with the server's env (no URL, no
     # credentials) serves the one model in the shared store.
     (container,) = containers(of_kind("Deployment")["predictor-model-load"])
-    server_env = {k: e["value"] for k, e in env_of(container).items()}
-    server_env["BENTOML_HOME"] = env["BENTOML_HOME"]
+    server_env = {k: e["value"] for k, e in env_of(container).items() if "value" in e}
+    assert server_env["WORKBENCH_AUTH"] == "on"  # access control on in production
+    # Its database and pepper, as the Secrets would give them: here a local SQLite file.
+    server_env |= {"BENTOML_HOME": env["BENTOML_HOME"], "WORKBENCH_KEY_PEPPER": "k8s-pepper",
+                   "WORKBENCH_DB_URL": f"sqlite:///{tmp_path / 'events.db'}"}
+    monkeypatch.setenv("WORKBENCH_KEY_PEPPER", "k8s-pepper")
+    key = keys.create(events.engine(server_env["WORKBENCH_DB_URL"]), "k8s", ["predict"])
     run_env = {k: v for k, v in os.environ.items()
                if not k.startswith("AWS_") and k not in ("WORKBENCH_MODEL_URL",
                                                           "WORKBENCH_MODELS")}
@@ -199,7 +204,10 @@ def test_model_load_init_container_command_imports_the_exported_model(s3_server,
                             str(ROOT / "bentos" / "predictor"), "--arg", "remote=true"],
                            env=run_env | server_env, log=tmp_path / "server.log")
     try:
-        served = httpx.post(server.url + "/predict", json={"instances": [[0.0] * 4]}).json()
+        refused = httpx.post(server.url + "/predict", json={"instances": [[0.0] * 4]})
+        assert refused.status_code == 401
+        served = httpx.post(server.url + "/predict", json={"instances": [[0.0] * 4]},
+                            headers={"Authorization": f"Bearer {key}"}).json()
         assert served["model"] == tag
     finally:
         server.stop()
@@ -227,6 +235,16 @@ def test_credentials_only_come_from_secrets():
                 if CREDENTIAL.search(name):
                     assert "value" not in entry, f"{name} is literal in {container['name']}"
                     assert "secretKeyRef" in entry["valueFrom"]
+
+
+def test_every_serving_container_has_access_control_on_with_a_secret_pepper():
+    for name, deployment in of_kind("Deployment").items():
+        for container in containers(deployment):
+            env = env_of(container)
+            assert env["WORKBENCH_AUTH"]["value"] == "on", name
+            assert env["WORKBENCH_KEY_PEPPER"]["valueFrom"]["secretKeyRef"] == {
+                "name": "workbench-auth", "key": "pepper"}, name
+            assert "WORKBENCH_DB_URL" in env, f"{name}: keys live in the event store"
 
 
 def test_kustomization_names_the_files_and_every_image():
