@@ -16,6 +16,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import secrets_scan  # noqa: E402
+
+secrets_scan.install()
 
 from workbench.artifact import Posterior  # noqa: E402
 
@@ -120,3 +123,20 @@ def s3_server(tmp_path_factory) -> str:
                     log=tmp_path_factory.mktemp("s3") / "moto.log")
     yield server.url
     server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The log scan: no key, token or S3 secret the suite made appears in any server log
+    or response body (tests/secrets_scan.py); a finding fails the run."""
+    found = secrets_scan.FOUND + secrets_scan.scan_logs()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    line = (f"secrets scan: {len(secrets_scan.SECRETS)} secrets, "
+            f"{len(set(secrets_scan.LOGS))} server logs: "
+            + ("nothing leaked" if not found else f"{len(found)} LEAKS"))
+    if reporter is not None:
+        reporter.write_line(line)
+        for item in found[:20]:
+            reporter.write_line(f"  leaked: {item}")
+    if found:
+        session.exitstatus = 1
+

@@ -45,5 +45,7 @@ class Provider:
                 } | ({"sub": sub} if sub is not None else {}) | (
                     {"scope": scope} if scope is not None else {}) | claims
         signer = key or (self.rsa if alg == "RS256" else self.ec)
-        return jwt.encode(body, signer, algorithm=alg,
-                          headers={"kid": kid or ("rsa-1" if alg == "RS256" else "ec-1")})
+        import secrets_scan
+
+        return secrets_scan.register(jwt.encode(body, signer, algorithm=alg, headers={
+            "kid": kid or ("rsa-1" if alg == "RS256" else "ec-1")}), "JWT")

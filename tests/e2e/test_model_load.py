@@ -7,6 +7,7 @@ why in its log, and it retries (an object uploaded later is picked up)."""
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import bentoml
 import httpx
 import numpy as np
 import pytest
+import secrets_scan
 import yaml
 from servers import ROOT, Server, bentoml_serve
 
@@ -29,7 +31,8 @@ BUCKET = "models"
 def s3(s3_server) -> dict[str, str]:
     """The environment that points the AWS SDKs (boto3, s3fs) at the local S3 server, with
     the bucket created."""
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    secret = secrets_scan.register(f"s3-secret-{secrets.token_hex(8)}", "S3 secret")
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": secret,
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": s3_server}
     _client(env).create_bucket(Bucket=BUCKET)
     return env
