@@ -109,6 +109,19 @@ def postgres_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """A real redis-server from Debian's packages on a free loopback port (no persistence);
+    yields its URL."""
+    from redis_server import REDIS, redis_server
+
+    require(REDIS is not None, "redis-server is not installed: apt-get install redis-server "
+                               "(make test does this when run as root)")
+    server, url = redis_server(log=tmp_path_factory.mktemp("redis") / "redis.log")
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> str:
     """moto's S3-compatible server on a free loopback port (the stand-in for a bucket);
     yields its URL. Point SDKs at it with ``AWS_ENDPOINT_URL_S3`` and any credentials."""

@@ -7,9 +7,7 @@ import asyncio
 import logging
 
 import pytest
-from conftest import require
 from records import Records
-from redis_server import REDIS, redis_server
 from servers import free_port
 
 from workbench import ratelimit
@@ -26,15 +24,6 @@ def run(coro):
 async def hits(limiter: RateLimiter, n: int, principal: str = "key:a", group: str = "predict",
                override: str | None = None, now: float = T0) -> list[ratelimit.Decision]:
     return [await limiter.hit(principal, group, override, now=now) for _ in range(n)]
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    require(REDIS is not None, "redis-server is not installed: apt-get install redis-server "
-                               "(make test does this when run as root)")
-    server, url = redis_server(log=tmp_path_factory.mktemp("redis") / "redis.log")
-    yield url
-    server.stop()
 
 
 def test_defaults_are_the_designs_and_the_environment_overrides_them(monkeypatch):

@@ -12,8 +12,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import make_posterior, require
-from redis_server import REDIS, redis_server
+from conftest import make_posterior
 from servers import ROOT, bentoml_serve
 
 from workbench import events, keys, store
@@ -28,15 +27,6 @@ arms:
   - {name: treatment, model: limits-b, weight: 0.5}
 metric: continuous
 """
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    require(REDIS is not None, "redis-server is not installed: apt-get install redis-server "
-                               "(make test does this when run as root)")
-    server, url = redis_server(log=tmp_path_factory.mktemp("redis") / "redis.log")
-    yield url
-    server.stop()
 
 
 @pytest.fixture(scope="module")
