@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -24,15 +25,21 @@ def _blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", _section("Serve"), flags=re.S)
 
 
-def test_curl_examples(predictor):
+def test_curl_examples(predictor, tmp_path):
+    """The block as a user pastes it: one shell, the key it creates used by each curl."""
     (block,) = [b for b in _blocks("bash") if "curl" in b]
-    commands = re.split(r"\n(?=curl )", block.strip())
-    outputs = []
-    for command in commands:
-        command = command.split("  #")[0].replace("http://localhost:3000", predictor.url)
-        out = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
-                             check=True, timeout=60)
-        outputs.append(json.loads(out.stdout))
+    script = "\n".join(re.sub(r"\s+#.*$", "", line) if "  #" in line else line
+                       for line in block.splitlines())
+    script = script.replace("http://localhost:3000", predictor.url).replace(
+        ".venv/bin/", f"{ROOT / '.venv' / 'bin'}/")
+    out = subprocess.run(["bash", "-ec", script], capture_output=True, text=True, timeout=120,
+                         env=os.environ | {"WORKBENCH_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    outputs, text, decoder = [], out.stdout.strip(), json.JSONDecoder()
+    while text:  # the curls' JSON bodies, back to back
+        value, end = decoder.raw_decode(text)
+        outputs.append(value)
+        text = text[end:].strip()
     prediction = outputs[0]["predictions"][0]
     assert prediction["label"] == "malignant" and len(prediction["draws"]) == 5
     assert "sample_input" in outputs[1]

@@ -41,8 +41,16 @@ def inject(source: Path, target: Path, parameters: dict[str, object]) -> None:
 def homes(tmp_path_factory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("notebooks")
     # Access control on, as a user's notebooks run: each notebook makes and uses its key.
-    return {"BENTOML_HOME": str(home / "bentoml"), "WORKBENCH_HOME": str(home / "workbench"),
-            "WORKBENCH_AUTH": "on"}
+    env = {"BENTOML_HOME": str(home / "bentoml"), "WORKBENCH_HOME": str(home / "workbench"),
+           "WORKBENCH_AUTH": "on"}
+    # What the first import of the notebooks' libraries in a fresh environment says once
+    # (caches being built) would land in a checked cell's output as stderr: say it here.
+    warm = subprocess.run([sys.executable, "-c", "import workbench.comparison, "
+                           "workbench.fit, workbench.store, workbench.widgets, arviz, "
+                           "matplotlib.pyplot, httpx, panel"], env=os.environ | env,
+                          capture_output=True, text=True, timeout=300)
+    print(f"first imports: exit {warm.returncode}; stderr: {warm.stderr[-2000:]!r}")
+    return env
 
 
 def test_every_notebook_is_tested():
