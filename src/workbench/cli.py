@@ -358,7 +358,7 @@ def serve(bento: str, port: int, host: str, models: tuple[str, ...],
 @click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or SQLite).")
 def dashboard(port: int, host: str, db_url: str | None) -> None:
     """Serve the Panel dashboard (Experiments, Latency, Uncertainty, Models)."""
-    from workbench.dashboard import serve_command, serve_env
+    from workbench.dashboard_serve import serve_command, serve_env
 
     env = serve_env(dict(os.environ) | ({"WORKBENCH_DB_URL": db_url} if db_url else {}))
     cmd = serve_command(port, host)

@@ -156,7 +156,7 @@ def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
                    rate: float = 5.0) -> None:
     """Keep the experiment live (a trickle of simulated traffic) and the dashboard open on
     it, printing its URL, until Ctrl+C; then stop everything."""
-    from workbench.dashboard import serve_command, serve_env
+    from workbench.dashboard_serve import serve_command, serve_env
     from workbench.serving import free_port
 
     port = port if _port_free(port) else free_port()

@@ -12,7 +12,7 @@ from servers import free_port
 from workbench import control, events, keys, store
 from workbench.background import launch
 from workbench.config import parse
-from workbench.dashboard import serve_command, serve_env
+from workbench.dashboard_serve import serve_command, serve_env
 
 from .conftest import log_events
 
