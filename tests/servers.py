@@ -9,7 +9,8 @@ from workbench.background import BENTOML, start
 from workbench.background import BackgroundServer as Server
 from workbench.serving import free_port
 
-__all__ = ["BENTOML", "HAPROXY", "ROOT", "Server", "bentoml_serve", "free_port", "load_balancer"]
+__all__ = ["BENTOML", "HAPROXY", "ROOT", "Server", "bentoml_serve", "free_port", "load_balancer",
+           "replica_env"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +22,14 @@ def bentoml_serve(target: Sequence[str], *, env: dict[str, str], log: Path,
     return start(first, args=args, env=env, log=log, wait=wait_ready,
                  ready_timeout=ready_timeout)
 
+
+
+def replica_env(tmp: Path, i: int) -> dict[str, str]:
+    """What replica ``i`` of a service on this machine needs of its own: BentoML's task
+    result store (``$BENTOML_HOME/task_result.db`` by default), which every ``bentoml serve``
+    deletes and recreates at start, so that replicas sharing one home race and the later
+    start would wipe the earlier's batch jobs."""
+    return {"BENTOML_RESULT_STORE": str(tmp / f"task-results-{i}.db")}
 
 
 HAPROXY = next((p for p in ("/usr/sbin/haproxy", "/usr/bin/haproxy") if Path(p).exists()), None)

@@ -13,7 +13,7 @@ from collections import Counter
 import httpx
 import pytest
 from conftest import make_posterior
-from servers import ROOT, bentoml_serve
+from servers import ROOT, bentoml_serve, replica_env
 
 from workbench import events, keys, store
 
@@ -47,7 +47,7 @@ def replicas(redis_url, tmp_path_factory):
         made = {"limited": keys.create(eng, "limited", ["predict"], rate_limit=f"{N}/second"),
                 "other": keys.create(eng, "other", ["predict"])}
     servers = [bentoml_serve(["service:Experiment", "--working-dir",
-                              str(ROOT / "bentos" / "experiment")], env=env,
+                              str(ROOT / "bentos" / "experiment")], env=env | replica_env(tmp, i),
                              log=tmp / f"replica-{i}.log", wait_ready=False) for i in range(2)]
     try:
         for server in servers:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import require
-from servers import HAPROXY, bentoml_serve, load_balancer
+from servers import HAPROXY, bentoml_serve, load_balancer, replica_env
 
 from workbench import control, datasets, events
 
@@ -51,8 +51,8 @@ def cluster(champion, challenger, database, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_EXPERIMENT",
                                                              "WORKBENCH_MODELS")}
     env["WORKBENCH_DB_URL"] = database
-    replicas = [bentoml_serve([tag], env=env, log=tmp / f"replica-{i}.log", wait_ready=False)
-                for i in range(2)]
+    replicas = [bentoml_serve([tag], env=env | replica_env(tmp, i), wait_ready=False,
+                              log=tmp / f"replica-{i}.log") for i in range(2)]
     lb = None
     try:
         for replica in replicas:
