@@ -37,7 +37,8 @@ a = pred.predict(X).records(); b = pc.predict(X).records()
 print("GPU vs CPU max |mean diff|", max(abs(x["mean"] - y["mean"]) for x, y in zip(a, b)))
 PY
 PORT=3123
-bentoml serve service:Predictor --working-dir bentos/predictor --arg gpu=true --arg models=champion --host 127.0.0.1 --port $PORT > /tmp/serve.log 2>&1 &
+# its own process group (setsid), so that it and its workers are stopped by that group's id
+setsid bentoml serve service:Predictor --working-dir bentos/predictor --arg gpu=true --arg models=champion --host 127.0.0.1 --port $PORT > /tmp/serve.log 2>&1 &
 SERVER=$!
 for i in $(seq 1 120); do curl -sf http://127.0.0.1:$PORT/readyz >/dev/null && break; sleep 1; done
 curl -s -o /dev/null -w "readyz %{http_code}\n" http://127.0.0.1:$PORT/readyz
@@ -53,5 +54,5 @@ print("bad", bad.status_code, bad.json()["error"])
 PY
 nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv
 grep -i "workbench" /tmp/serve.log | tail -5
-kill -TERM -- $SERVER 2>/dev/null; pkill -f "bentoml serve"; sleep 2
+kill -TERM -- "-$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null
 [ -n "${OUT:-}" ] && cp /tmp/serve.log "$OUT/serve.log"
