@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from workbench.background import BENTOML, start
@@ -10,7 +11,7 @@ from workbench.background import BackgroundServer as Server
 from workbench.serving import free_port
 
 __all__ = ["BENTOML", "HAPROXY", "ROOT", "Server", "bentoml_serve", "free_port", "load_balancer",
-           "replica_env"]
+           "replica_env", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +31,17 @@ def replica_env(tmp: Path, i: int) -> dict[str, str]:
     deletes and recreates at start, so that replicas sharing one home race and the later
     start would wipe the earlier's batch jobs."""
     return {"BENTOML_RESULT_STORE": str(tmp / f"task-results-{i}.db")}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition",
+             every: float = 0.05) -> float:
+    """Poll ``condition`` until true (the tests' one way to wait); fail after ``timeout``
+    seconds naming ``what``. Returns the seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
+        time.sleep(every)
+    return time.monotonic() - started
 
 
 HAPROXY = next((p for p in ("/usr/sbin/haproxy", "/usr/bin/haproxy") if Path(p).exists()), None)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from conftest import make_posterior
+from servers import wait_for
 
 from workbench import arms, control, events, gateway, guardrails, store
 from workbench.config import parse
@@ -45,13 +46,6 @@ def _replica(server, url, config, *, failing=(), flush_every=0.05):
                            poll_seconds=0.05, feedback_grace=5.0)
 
 
-def _until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def url(tmp_path):
     return f"sqlite:///{tmp_path / 'events.db'}"
@@ -69,7 +63,7 @@ def test_conclude_on_one_replica_moves_all_traffic_on_both(server, url):
             assert (await (b, a)[i % 2].predict(f"u{i}", ROW))["arm"] == first[i]
         assert set(first.values()) == {"control", "treatment"}
         a.act("conclude", actor="test", winner="treatment", reason="planted")
-        _until(lambda: b.live.state.status == "concluded", timeout=30)
+        wait_for(lambda: b.live.state.status == "concluded", timeout=30)
         return [(await gw.predict(f"v{i}", ROW))["arm"] for i in range(50) for gw in (a, b)]
 
     try:
@@ -148,7 +142,7 @@ def test_a_failing_arm_is_paused_by_its_guardrail_and_the_audit_says_why(server,
         assert {r.get("fallback_from") for r in first} == {None, "treatment"}
         assert all(r["arm"] == "control" for r in first)  # the fallback answered
         # the gateway's own control loop notices and acts, with no call from here
-        _until(lambda: gw.live.state.weights["treatment"] == 0.0, timeout=30)
+        wait_for(lambda: gw.live.state.weights["treatment"] == 0.0, timeout=30)
         assert gw.counters["automatic_actions"] == 1
         assert guardrails.check(gw.engine, config) == []  # once only
         row = control.history(gw.engine, "gw")[0]
@@ -177,7 +171,7 @@ def test_auto_conclude_acts_once_and_is_audited(server, url):
     try:
         asyncio.run(run())
         # the gateway's own control loop concludes, with no call from here, and only once
-        _until(lambda: gw.live.state.status == "concluded", timeout=30)
+        wait_for(lambda: gw.live.state.status == "concluded", timeout=30)
         assert gw.counters["automatic_actions"] == 1
         assert guardrails.check(gw.engine, config) == []
         state = control.require(gw.engine, "gw")

@@ -5,11 +5,11 @@ walked, read from each service's OpenAPI document plus the mounted routes it doe
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 import pytest
+from servers import wait_for
 
 from workbench import gateway_http, keys, serving
 
@@ -181,7 +181,7 @@ def run_valid(client: httpx.Client, world, service: str) -> set[tuple[str, str]]
         request = {k: ({n: found.get(v.strip("{}"), v) if isinstance(v, str) else v
                         for n, v in value.items()}) for k, value in request.items()}
         if path in ("/batch/get", "/batch/retry"):  # the task must have finished
-            wait_until(lambda r=request, c=credential: client.get(
+            wait_for(lambda r=request, c=credential: client.get(
                 "/batch/status", params=r["params"], headers=bearer(c)).json()["status"]
                 in ("completed", "failed"), 60, "the batch task to finish")
         r = client.request(method, path, headers=bearer(credential), follow_redirects=True,
@@ -192,13 +192,6 @@ def run_valid(client: httpx.Client, world, service: str) -> set[tuple[str, str]]
                   and k in body}
         done.add((method, path))
     return done
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.2)
 
 
 def test_the_walk_lists_every_route_of_the_mounted_apps():
@@ -245,5 +238,5 @@ def test_a_revoked_key_is_refused_by_every_service(world):
         mp.setenv("WORKBENCH_KEY_PEPPER", "e2e-pepper")
         keys.revoke(world["eng"], "e2e-doomed")
     for url in urls:  # within WORKBENCH_KEY_CACHE_SECONDS (1 s here)
-        wait_until(lambda u=url: httpx.get(u + "/metadata", headers=bearer(key), timeout=30)
+        wait_for(lambda u=url: httpx.get(u + "/metadata", headers=bearer(key), timeout=30)
                    .status_code == 401, 10, "the revoke reaching the service")

@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from scipy import stats
+from servers import wait_for
 
 from workbench import datasets, events
 from workbench.simulate import simulate
@@ -144,15 +145,12 @@ def test_simulator_then_one_read_out_everywhere(split, tmp_path):
     summary = json.loads(out.stdout)
     assert summary["ok"] > 50 and summary["errors"] == {} and summary["feedback"] == summary["ok"]
     eng = events.engine(db)
-    deadline = time.monotonic() + 30  # the event writer flushes off the request path
 
-    def flushed() -> bool:
+    def flushed() -> bool:  # the event writer flushes off the request path
         exp = httpx.get(server.url + "/experiment").json()
         logged = exp["counters"]["requests"] + exp["counters"]["shadow"]
         return exp["events_written"]["predictions"] == logged
-    while not flushed():
-        assert time.monotonic() < deadline, "events not written"
-        time.sleep(0.1)
+    wait_for(flushed, 30, "events written")
     analysis = httpx.get(server.url + "/analysis").json()
     assert {a["arm"] for a in analysis["arms"]} == {"control", "treatment"}
     assert all(a["outcomes"] > 0 for a in analysis["arms"])
@@ -239,20 +237,16 @@ check_seconds: 0.5
         assert health.status_code == 503 and health.json()["arms"]["broken"]["ready"] is False
         # The guardrail (error rate > 20% over >= 15 requests) pauses the broken arm by
         # itself; its traffic goes to control, and the audit trail says why.
-        deadline = time.monotonic() + 30
-        while httpx.get(server.url + "/experiment").json()["weights"]["broken"] != 0.0:
-            assert time.monotonic() < deadline, "the guardrail did not pause the arm"
-            time.sleep(0.1)
+        wait_for(lambda: httpx.get(server.url + "/experiment").json()["weights"]["broken"]
+                 == 0.0, 30, "the guardrail pausing the arm")
         audit = httpx.post(server.url + "/admin/state", json={}).json()["audit"][0]
         assert (audit["action"], audit["actor"]) == ("pause_arm", "guardrail")
         assert audit["reason"].startswith("guardrail error_rate: 1 > 0.2")
         after = [_predict(server.url, f"after-{i}").json() for i in range(20)]
         assert all(b["arm"] == "control" and "fallback_from" not in b for b in after)
         eng = events.engine(db)
-        while int(np.sum(events.read(eng, "e2e-fallback").status == "fallback")) \
-                < len(fell_back):
-            assert time.monotonic() < deadline, "fallbacks not written"
-            time.sleep(0.05)
+        wait_for(lambda: int(np.sum(events.read(eng, "e2e-fallback").status == "fallback"))
+                 >= len(fell_back), 30, "fallbacks written")
         assert int(np.sum(events.read(eng, "e2e-fallback").status == "fallback")) == \
             len(fell_back)
     finally:

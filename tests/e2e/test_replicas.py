@@ -7,13 +7,12 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import require
-from servers import HAPROXY, bentoml_serve, load_balancer, replica_env
+from servers import HAPROXY, bentoml_serve, load_balancer, replica_env, wait_for
 
 from workbench import control, datasets, events
 
@@ -80,14 +79,6 @@ async def _predict_all(url: str, units: list[str], clients: int = 16) -> dict[st
     return out
 
 
-def _until(condition, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
 def test_two_replicas_behave_as_one_gateway(cluster):
     (a, b), lb, eng = cluster
     units = [f"user-{i}" for i in range(1000)]
@@ -127,7 +118,7 @@ def test_two_replicas_behave_as_one_gateway(cluster):
             return all(client.post(server.url + "/predict", json={
                 "unit": f"new-{i}", "instances": [ROWS[0]]}).json()["arm"] == "treatment"
                 for server in (a, b) for i in range(10))
-        took = _until(everyone_on_the_winner, 2.0, "conclude reaching both replicas")
+        took = wait_for(everyone_on_the_winner, 2.0, "conclude reaching both replicas")
         print(f"\nconclude reached both replicas in {took:.2f} s")
     after = asyncio.run(_predict_all(lb.url, [f"after-{i}" for i in range(200)]))
     assert {r["arm"] for r in after.values()} == {"treatment"}
@@ -137,7 +128,7 @@ def test_two_replicas_behave_as_one_gateway(cluster):
     def stored() -> set[str]:
         data = events.read(eng, "e2e-replicas")
         return set(data.request_id)
-    _until(lambda: accepted <= stored(), 30.0, "accepted predictions written")
+    wait_for(lambda: accepted <= stored(), 30.0, "accepted predictions written")
     with eng.connect() as conn:
         ids = conn.execute(sa.select(events.predictions.c.request_id).where(
             events.predictions.c.request_id.in_(accepted))).scalars().all()
