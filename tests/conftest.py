@@ -12,6 +12,8 @@ os.environ["BENTOML_HOME"] = _HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 # Servers started by the tests are open unless a test turns auth on (tests/e2e/test_access.py).
 os.environ.setdefault("WORKBENCH_AUTH", "off")
+# Nothing a test writes (SQLite stores, event spools) lands in the user's ~/.workbench.
+os.environ.setdefault("WORKBENCH_HOME", tempfile.mkdtemp(prefix="workbench-test-home-"))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402

@@ -1,8 +1,8 @@
-"""The event store against real SQLite (WAL) and a real PostgreSQL server."""
+"""The event store against real SQLite (WAL) and a real PostgreSQL server (its writer:
+tests/test_writer.py)."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
@@ -37,27 +37,6 @@ def _prediction(experiment: str = "exp", arm: str = "a", **extra):
             "instances": [[1.0, 2.0]]} | extra
 
 
-def test_writer_loses_nothing_on_close(engine):
-    writer = events.EventWriter(engine, flush_every=5.0)  # nothing flushes before close
-    rows = [_prediction() for _ in range(1234)]
-
-    def produce(part):
-        for row in part:
-            writer.prediction(row)
-
-    threads = [threading.Thread(target=produce, args=(rows[i::4],)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for row in rows[:100]:
-        writer.outcome({"request_id": row["request_id"], "ts": time.time(),
-                        "experiment": "exp", "outcome": 1})
-    writer.close()
-    assert events.counts(engine, "exp") == {"a": {"predictions": 1234, "outcomes": 100}}
-    assert writer.written == {"predictions": 1234, "outcomes": 100}
-
-
 def test_outcomes_are_idempotent_and_join_their_predictions(engine):
     first, shadow_parent = _prediction(arm="a"), _prediction(arm="b")
     shadow = _prediction(arm="s", status="shadow", parent_id=shadow_parent["request_id"],
@@ -79,34 +58,6 @@ def test_outcomes_are_idempotent_and_join_their_predictions(engine):
     assert events.exists(engine, "nope") is None
     assert events.outcome_of(engine, first["request_id"]) == 1
     assert events.experiments(engine) == ["exp"]
-
-
-def test_pending_ids_are_known_before_they_are_written(engine):
-    writer = events.EventWriter(engine, flush_every=5.0)
-    row = _prediction()
-    writer.prediction(row)
-    assert writer.is_pending(row["request_id"])
-    writer.close()
-    assert not writer.is_pending(row["request_id"])
-    assert events.exists(engine, row["request_id"]) == "exp"
-
-
-def test_the_event_log_can_be_switched_off(monkeypatch, tmp_path):
-    eng = events.engine(f"sqlite:///{tmp_path / 'events.db'}")
-    monkeypatch.setenv("WORKBENCH_EVENT_LOG", "off")
-    assert not events.log_enabled()
-    writer = events.EventWriter(eng)
-    row = _prediction()
-    writer.prediction(row)
-    writer.outcome({"request_id": row["request_id"], "ts": time.time(),
-                    "experiment": "exp", "outcome": 1})
-    writer.close()
-    assert not writer.is_pending(row["request_id"]) and events.exists(eng, row["request_id"]) \
-        is None and writer.written == {"predictions": 0, "outcomes": 0}
-    monkeypatch.setenv("WORKBENCH_EVENT_LOG", "on")
-    on = events.EventWriter(eng, flush_every=0.01)
-    assert events.log_enabled() and on.enabled
-    on.close()
 
 
 def test_default_url_is_a_sqlite_file_under_workbench_home(monkeypatch, tmp_path):

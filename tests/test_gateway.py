@@ -14,6 +14,7 @@ from workbench import arms, control, events, gateway, guardrails, store
 from workbench.config import parse
 from workbench.errors import Conflict, InputError, ModelNotFound
 from workbench.serving import ModelServer
+from workbench.writer import EventWriter
 
 ROW = [[0.1, -0.2, 0.3, 0.0]]
 
@@ -33,7 +34,7 @@ def _config(**extra):
                                          {"name": "treatment", "model": "gw-b"}]} | extra)
 
 
-def _replica(server, url, config, *, failing=(), flush_every=0.05):
+def _replica(server, url, config, *, failing=(), ack="durable"):
     async def predict(**kw):
         if kw["model"] in failing:
             raise RuntimeError("this arm's model is broken")
@@ -42,7 +43,7 @@ def _replica(server, url, config, *, failing=(), flush_every=0.05):
     models = arms.arm_models(config, server.tags,
                              store.metadata)
     return gateway.Gateway(config, models, predict, engine=eng,
-                           writer=events.EventWriter(eng, flush_every=flush_every),
+                           writer=EventWriter(eng, ack=ack, flush_every=0.5),
                            poll_seconds=0.05, feedback_grace=5.0)
 
 
@@ -83,7 +84,7 @@ def test_conclude_on_one_replica_moves_all_traffic_on_both(server, url):
 
 
 def test_feedback_reaches_whichever_replica_and_is_stored_once(server, url):
-    a = _replica(server, url, _config(), flush_every=0.5)  # a slow writer: not yet flushed
+    a = _replica(server, url, _config(), ack="async")  # answers before its event is written
     b = _replica(server, url, _config())
 
     async def run():
@@ -204,7 +205,7 @@ def test_feedback_is_checked_by_the_metric_of_each_model_kind(kinds_server, url,
     eng = events.engine(url)
     gw = gateway.Gateway(config, arms.arm_models(config, tags, store.metadata),
                          lambda **kw: srv.predict(**kw), engine=eng,
-                         writer=events.EventWriter(eng, flush_every=0.05), poll_seconds=0.05)
+                         writer=EventWriter(eng), poll_seconds=0.05)
 
     async def run():
         rid = (await gw.predict("u", ROW))["request_id"]
@@ -229,7 +230,7 @@ def test_the_event_log_can_keep_a_hash_of_the_inputs_or_nothing(server, url, inp
     config = _config()
     gw = gateway.Gateway(config, arms.arm_models(config, server.tags, store.metadata),
                          lambda **kw: server.predict(**kw), engine=eng,
-                         writer=events.EventWriter(eng), inputs=inputs)
+                         writer=EventWriter(eng), inputs=inputs)
     try:
         asyncio.run(gw.predict("u", ROW))
         asyncio.run(gw.predict("v", ROW))

@@ -17,6 +17,7 @@ from pydantic import Field
 
 with bentoml.importing():
     from workbench import access, arms, config, events, gateway, gateway_http, serving, store
+    from workbench.writer import EventWriter
 
 ARGS = bentoml.use_arguments()
 _BUNDLED = getattr(ARGS, "experiment_config", None)
@@ -43,10 +44,15 @@ class Experiment:
         self.gateway = gateway.Gateway(
             CONFIG, arms.arm_models(CONFIG, TAGS, store.metadata),
             lambda **kw: self.predictor.to_async.predict(**kw),
-            engine=engine, writer=events.EventWriter(engine),
+            engine=engine, writer=EventWriter.from_env(engine),
             poll_seconds=float(os.environ.get("WORKBENCH_STATE_POLL_SECONDS", "1")),
             feedback_grace=float(os.environ.get("WORKBENCH_FEEDBACK_GRACE_SECONDS", "5")),
             inputs=os.environ.get("WORKBENCH_EVENT_INPUTS", "raw"))
+
+    def __is_ready__(self) -> bool:
+        """Not ready while the event store has been unreachable too long or the spool is
+        full (see /health/all for why); the Predictor's readiness is BentoML's own probe."""
+        return self.gateway.ready()[0]
 
     @bentoml.on_shutdown
     async def close(self) -> None:

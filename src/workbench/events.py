@@ -2,11 +2,12 @@
 
 SQLAlchemy Core over a SQLite file in WAL mode by default (``$WORKBENCH_HOME/events.db``,
 ``~/.workbench/events.db`` when unset) or any URL in ``WORKBENCH_DB_URL`` (PostgreSQL:
-``postgresql+psycopg://user@host/db``). Writes go through :class:`EventWriter`: a request
-only enqueues; a background thread inserts in batches; :meth:`EventWriter.close` (called
-on a clean shutdown, SIGTERM included) flushes everything accepted before it returns.
-``WORKBENCH_EVENT_LOG=off`` turns the writer into a no-op (nothing is recorded, so
-feedback cannot find its request); it exists to measure the log's cost (benchmarks/).
+``postgresql+psycopg://user@host/db``). Predictions are written by
+:class:`workbench.writer.EventWriter` (group commits, a local spool while the database is
+unreachable, a dead-letter file for refused rows); outcomes synchronously by
+:func:`record_outcome`. ``WORKBENCH_EVENT_LOG=off`` turns the writer into a no-op (nothing
+is recorded, so feedback cannot find its request); it exists to measure the log's cost
+(benchmarks/).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,7 +63,7 @@ def engine(url: str | None = None) -> sa.Engine:
     return eng
 
 
-def _insert(eng: sa.Engine, table: sa.Table) -> Any:
+def insert_ignoring(eng: sa.Engine, table: sa.Table) -> Any:
     """An INSERT that ignores rows whose key exists (idempotent feedback, retried writes)."""
     if eng.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -73,120 +72,6 @@ def _insert(eng: sa.Engine, table: sa.Table) -> Any:
         from sqlalchemy.dialects.sqlite import insert
         return insert(table).on_conflict_do_nothing()
     return table.insert()
-
-
-class EventWriter:
-    """Batches inserts on a background thread; nothing enqueued is lost on close.
-
-    Parameters
-    ----------
-    eng
-        Where to write.
-    flush_every
-        Seconds between flushes when traffic is light.
-    max_batch
-        Rows per INSERT statement.
-    enabled
-        False: record nothing (default: :func:`log_enabled`, i.e. ``WORKBENCH_EVENT_LOG``).
-    """
-
-    def __init__(self, eng: sa.Engine, *, flush_every: float = 0.2, max_batch: int = 500,
-                 enabled: bool | None = None) -> None:
-        self.enabled = log_enabled() if enabled is None else enabled
-        self.engine = eng
-        self.flush_every = flush_every
-        self.max_batch = max_batch
-        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
-        # request id -> what feedback needs of it, for predictions enqueued but not written
-        self._pending: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        self.written = {"predictions": 0, "outcomes": 0}
-        self.failures = 0
-        self._thread = threading.Thread(target=self._loop, name="workbench-events", daemon=True)
-        self._closed = not self.enabled
-        if self.enabled:
-            self._thread.start()
-        else:
-            logger.warning("event log off (WORKBENCH_EVENT_LOG=off): predictions and "
-                           "outcomes are not recorded")
-
-    def prediction(self, row: dict[str, Any]) -> None:
-        """Enqueue one prediction row (see :data:`predictions`)."""
-        if not self.enabled:
-            return
-        with self._lock:
-            self._pending[row["request_id"]] = {k: row.get(k) for k in _BRIEF}
-        self._queue.put(("predictions", row))
-
-    def outcome(self, row: dict[str, Any]) -> None:
-        if self.enabled:
-            self._queue.put(("outcomes", row))
-
-    def is_pending(self, request_id: str) -> bool:
-        with self._lock:
-            return request_id in self._pending
-
-    def pending(self, request_id: str) -> dict[str, Any] | None:
-        """What :func:`prediction_of` will say of a prediction still in the queue."""
-        with self._lock:
-            return self._pending.get(request_id)
-
-    def close(self, timeout: float = 60) -> None:
-        """Flush everything enqueued, then stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout)
-        logger.info("event log flushed and closed: %s", self.written)
-
-    def _loop(self) -> None:
-        batch: list[tuple[str, dict[str, Any]]] = []
-        stop = False
-        while not stop:
-            deadline = time.monotonic() + self.flush_every
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            if stop:  # drain what is left behind the sentinel
-                while not self._queue.empty():
-                    item = self._queue.get_nowait()
-                    if item is not None:
-                        batch.append(item)
-            if batch:
-                self._write(batch)
-                batch = []
-
-    def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        by_table: dict[str, list[dict[str, Any]]] = {"predictions": [], "outcomes": []}
-        for table, row in batch:
-            by_table[table].append(row)
-        for attempt in range(5):
-            try:
-                with self.engine.begin() as conn:
-                    for name, rows in by_table.items():
-                        if rows:
-                            conn.execute(_insert(self.engine, metadata.tables[name]), rows)
-                break
-            except sa.exc.OperationalError:  # a locked SQLite file, a restarting server
-                self.failures += 1
-                logger.warning("event write failed (attempt %d); retrying", attempt + 1,
-                               exc_info=True)
-                time.sleep(0.2 * 2**attempt)
-        else:
-            logger.error("dropping %d events after repeated failures", len(batch))
-            return
-        for name, rows in by_table.items():
-            self.written[name] += len(rows)
-        with self._lock:
-            for r in by_table["predictions"]:
-                self._pending.pop(r["request_id"], None)
 
 
 # -- reads ---------------------------------------------------------------------------------
@@ -261,14 +146,14 @@ def exists(eng: sa.Engine, request_id: str) -> str | None:
                             .where(predictions.c.request_id == request_id)).scalar()
 
 
-_BRIEF = ("experiment", "arm", "status", "n_rows", "parent_id")
+BRIEF = ("experiment", "arm", "status", "n_rows", "parent_id")
 
 
 def prediction_of(eng: sa.Engine, request_id: str) -> dict[str, Any] | None:
     """Experiment, served arm, status and row count of a logged primary request, or None."""
     p = predictions
     with eng.connect() as conn:
-        row = conn.execute(sa.select(*(p.c[k] for k in _BRIEF))
+        row = conn.execute(sa.select(*(p.c[k] for k in BRIEF))
                            .where(p.c.request_id == request_id)).first()
     return None if row is None or row.parent_id is not None else dict(row._mapping)
 
@@ -277,7 +162,8 @@ def record_outcome(eng: sa.Engine, row: dict[str, Any]) -> bool:
     """Insert one outcome now; False when its request already has one (the primary key is
     the de-duplication every replica shares)."""
     with eng.begin() as conn:  # RETURNING: a row only when inserted, on every dialect
-        inserted = conn.execute(_insert(eng, outcomes).returning(outcomes.c.request_id), row)
+        insert = insert_ignoring(eng, outcomes).returning(outcomes.c.request_id)
+        inserted = conn.execute(insert, row)
         return inserted.first() is not None
 
 
@@ -317,7 +203,7 @@ def write_now(eng: sa.Engine, table: str, rows: Iterable[dict[str, Any]]) -> Non
     rows = list(rows)
     if rows:
         with eng.begin() as conn:
-            conn.execute(_insert(eng, metadata.tables[table]), rows)
+            conn.execute(insert_ignoring(eng, metadata.tables[table]), rows)
 
 
 def _json(value: Any) -> Any:
@@ -326,7 +212,7 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, bytes) else value
 
 
-__all__: Sequence[str] = ["EventWriter", "Events", "counts", "default_url", "engine",
-                          "experiments", "exists", "load_config", "outcome_of",
+__all__: Sequence[str] = ["BRIEF", "Events", "counts", "default_url", "engine",
+                          "experiments", "exists", "insert_ignoring", "load_config", "outcome_of",
                           "prediction_of", "read", "record_outcome", "save_config",
                           "write_now"]

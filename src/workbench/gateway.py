@@ -24,10 +24,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from workbench import bandit, control, events, feedback, guardrails, readout
+from workbench import bandit, control, events, feedback, guardrails, metrics, readout
 from workbench.arms import ArmClient, ArmModel, PredictCall
 from workbench.config import ExperimentConfig
-from workbench.errors import ConfigError, InputError, ModelNotFound
+from workbench.errors import ConfigError, InputError, ModelNotFound, Unavailable
 from workbench.predict import (
     DEFAULT_MASS,
     MAX_RETURNED_DRAWS,
@@ -36,6 +36,8 @@ from workbench.predict import (
     validate_rows,
 )
 from workbench.routing import LiveState
+from workbench.sink import unreachable
+from workbench.writer import EventWriter
 
 logger = logging.getLogger("workbench.gateway")
 
@@ -56,7 +58,7 @@ class Gateway:
         ``await predict(instances=..., model=REF, interval_mass=..., draws=...)`` → the
         Predictor's JSON; raises on any failure.
     engine, writer
-        The event store and its batched writer.
+        The event store and its writer (a prediction is answered once its event is durable).
     max_rows
         The most rows one request may carry.
     poll_seconds
@@ -70,7 +72,7 @@ class Gateway:
     """
 
     def __init__(self, config: ExperimentConfig, models: Mapping[str, ArmModel],
-                 predict: PredictCall, *, engine: Any, writer: events.EventWriter,
+                 predict: PredictCall, *, engine: Any, writer: EventWriter,
                  max_rows: int = 1024, poll_seconds: float = 1.0,
                  feedback_grace: float = 5.0, inputs: str = "raw") -> None:
         from workbench.serving import log_to_stderr
@@ -113,29 +115,35 @@ class Gateway:
         payload = {"instances": rows.tolist(), "interval_mass": check_interval_mass(
             interval_mass), "draws": check_draws(draws, MAX_RETURNED_DRAWS)}
         request_id = feedback.new_request_id()
-        served = await self.arms.serve(arm, payload, status)
+        try:
+            served = await self.arms.serve(arm, payload, status)
+        except Unavailable:
+            metrics.REQUESTS.labels(self.config.name, arm, "failed").inc()
+            raise
         self.counters["requests"] += 1
-        self._log(request_id, None, unit, served.arm, served.body, served.status,
-                  served.fallback_from, payload, (time.perf_counter() - started) * 1000.0)
-        if status == "ok":
-            self.arms.mirror(payload, lambda model, body, ms: self._log(
-                f"{request_id}-shadow", request_id, unit, model, body, "shadow", None,
-                payload, ms))
+        metrics.REQUESTS.labels(self.config.name, arm, served.status).inc()
+        await self.writer.submit("predictions", self._row(
+            request_id, None, unit, served.arm, served.body, served.status,
+            served.fallback_from, payload, (time.perf_counter() - started) * 1000.0))
+        if status == "ok":  # a shadow's row is logged if there is room; nobody waits on it
+            self.arms.mirror(payload, lambda model, body, ms: self.writer.offer(
+                "predictions", self._row(f"{request_id}-shadow", request_id, unit, model,
+                                         body, "shadow", None, payload, ms)))
         out = {"request_id": request_id, "experiment": self.config.name,
                "arm": served.arm.arm}
         if served.fallback_from:
             out["fallback_from"] = served.fallback_from
         return served.body | out
 
-    def _log(self, request_id: str, parent_id: str | None, unit: str, model: ArmModel,
+    def _row(self, request_id: str, parent_id: str | None, unit: str, model: ArmModel,
              body: dict[str, Any], status: str, fallback_from: str | None,
-             payload: dict[str, Any], latency_ms: float) -> None:
-        self.writer.prediction({
+             payload: dict[str, Any], latency_ms: float) -> dict[str, Any]:
+        return {
             "request_id": request_id, "parent_id": parent_id, "ts": time.time(),
             "experiment": self.config.name, "arm": model.arm, "model_tag": body["model"],
             "unit": unit, "latency_ms": latency_ms, "status": status,
             "fallback_from": fallback_from, "n_rows": len(payload["instances"]),
-            "summary": body["predictions"], "instances": self._inputs(payload["instances"])})
+            "summary": body["predictions"], "instances": self._inputs(payload["instances"])}
 
     def _inputs(self, rows: list[Any]) -> Any:
         if self.inputs == "raw":
@@ -185,9 +193,15 @@ class Gateway:
         value = feedback.check_outcome(
             outcome, metric=self.config.metric, kind=model.kind if model else "",
             classes=model.targets if model else (), n_rows=int(found["n_rows"]))
-        recorded = await asyncio.to_thread(events.record_outcome, self.engine, {
-            "request_id": request_id, "ts": time.time(), "experiment": self.config.name,
-            "outcome": value})
+        try:
+            recorded = await asyncio.to_thread(events.record_outcome, self.engine, {
+                "request_id": request_id, "ts": time.time(), "experiment": self.config.name,
+                "outcome": value})
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            raise Unavailable("the event store cannot take feedback now", detail={
+                "expected": "retry later: nothing was recorded"}) from exc
         self.counters["feedback" if recorded else "feedback_duplicates"] += 1
         return {"request_id": request_id, "status": "recorded" if recorded else "duplicate"}
 
@@ -253,8 +267,10 @@ class Gateway:
                 if automatic and now - checked >= self.config.check_seconds:
                     checked = now
                     self.counters["checks"] += 1
-                    self.counters["automatic_actions"] += len(
-                        guardrails.check(self.engine, self.config, now=now))
+                    for action in guardrails.check(self.engine, self.config, now=now):
+                        self.counters["automatic_actions"] += 1
+                        metrics.GUARDRAIL_ACTIONS.labels(self.config.name,
+                                                         action.split()[0].rstrip(":")).inc()
                 if self.config.mode == "bandit" and now - allocated >= 1.0:
                     allocated = now
                     bandit.reallocate(self.engine, self.config, self.live.state, now=now)
@@ -274,7 +290,7 @@ class Gateway:
                 "counts": events.counts(self.engine, self.config.name),
                 "models": {a: m.tag for a, m in self.models.items()},
                 "counters": self.counters | self.arms.counters,
-                "events_written": dict(self.writer.written)}
+                "events_written": self.writer.written}
 
     def analysis(self) -> dict[str, Any]:
         """``GET /analysis``: the one read-out (:func:`workbench.readout.read_out`)."""
@@ -292,6 +308,14 @@ class Gateway:
                             "interval_mass": "(0, 1)", "draws": f"0..{MAX_RETURNED_DRAWS}"},
                 "feedback": {"request_id": "from /predict", "outcome": feedback.expected(
                     self.config.metric, arm.kind, arm.targets) + ", or a list, one per row"}}
+
+    def health(self) -> dict[str, Any]:
+        """The event pipeline's state: writer, database, spool (``/health/all``)."""
+        return self.writer.health()
+
+    def ready(self) -> tuple[bool, str]:
+        """(ready, why not): the event pipeline's readiness (``/readyz``)."""
+        return self.writer.ready()
 
     def close(self) -> None:
         self._stop.set()

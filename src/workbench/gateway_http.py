@@ -37,24 +37,25 @@ def app(get_gateway: Callable[[], Gateway],
 
     async def health(_: Any) -> JSONResponse:
         gw = get_gateway()
+        pipeline = await run_in_threadpool(gw.health)
+        events_ready, why = gw.ready()
         try:
             status = await predictor_status()
         except Exception:
             logger.warning("predictor unreachable from /health/all", exc_info=True)
-            return JSONResponse({"ready": False, "predictor": "unreachable",
-                                 "arms": {a: {"model": m.ref, "tag": m.tag, "ready": False}
-                                          for a, m in gw.models.items()}}, status_code=503)
-        lookup = status.get("lookup", {})
-        arms = {a: {"model": m.ref, "tag": m.tag,
-                    "ready": bool(status.get("ready")) and lookup.get(m.ref) == m.tag}
-                for a, m in gw.models.items()}
-        ok = all(a["ready"] for a in arms.values())
-        return JSONResponse({"ready": ok, "arms": arms, "event_store": gw.engine.dialect.name,
-                             "state": {"version": gw.live.state.version,
-                                       "status": gw.live.state.status,
-                                       "read_at": gw.live.read_at,
-                                       "read_failures": gw.live.failures}},
-                            status_code=200 if ok else 503)
+            status = None
+        lookup = (status or {}).get("lookup", {})
+        arms = {a: {"model": m.ref, "tag": m.tag, "ready": bool((status or {}).get("ready"))
+                    and lookup.get(m.ref) == m.tag} for a, m in gw.models.items()}
+        ok = all(a["ready"] for a in arms.values()) and events_ready
+        body = {"ready": ok, "arms": arms, **pipeline,
+                "state": {"version": gw.live.state.version, "status": gw.live.state.status,
+                          "read_at": gw.live.read_at, "read_failures": gw.live.failures}}
+        if status is None:
+            body["predictor"] = "unreachable"
+        if not events_ready:
+            body["not_ready"] = why
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def docs(_: Any) -> RedirectResponse:
         return RedirectResponse("/")
@@ -63,7 +64,8 @@ def app(get_gateway: Callable[[], Gateway],
         "/experiment": openapi.json_get("The experiment: config, live state, counts per arm"),
         "/analysis": openapi.json_get("The Bayesian read-out per arm"),
         "/metadata": openapi.json_get("What clients must send (and get back), per arm"),
-        "/health/all": openapi.json_get("Readiness of every arm's model (503 if one is not)")}
+        "/health/all": openapi.json_get("Readiness of every arm's model and of the event "
+                                        "pipeline (writer, database, spool); 503 if not")}
     app = Starlette(routes=[
         Route("/experiment", guarded(lambda: get_gateway().experiment())),
         Route("/analysis", guarded(lambda: get_gateway().analysis())),

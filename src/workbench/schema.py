@@ -9,6 +9,8 @@
   version bumped on every change), the single source of truth that replicas poll;
 - ``audit``: every lifecycle action, human or automatic: who, when, what, why, before and
   after;
+- ``aggregates``: per experiment, the sufficient statistics of events pruned from the two
+  event tables (``workbench events prune``), which every read-out adds to the live events;
 - ``api_keys``: the API keys every service accepts (:mod:`workbench.keys`): a public id,
   the peppered hash of the key (never the key), scopes, an optional rate limit, and when it
   was created and revoked.
@@ -85,4 +87,12 @@ api_keys = sa.Table(
     sa.Column("rate_limit", sa.String(128)),  # the limits library's notation, e.g. 10/second
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("revoked", sa.Float),  # when revoked; None while it is valid
+)
+
+aggregates = sa.Table(
+    "aggregates", metadata,
+    sa.Column("experiment", sa.String(128), primary_key=True),
+    sa.Column("upto", sa.Float, nullable=False),  # events before this time are folded in here
+    sa.Column("stats", sa.JSON, nullable=False),  # workbench.aggregates' mergeable statistics
+    sa.Column("updated", sa.Float, nullable=False),
 )

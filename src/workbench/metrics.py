@@ -1,0 +1,55 @@
+"""The workbench's Prometheus metrics, in one place (BentoML's ``/metrics`` shows them).
+
+Under ``bentoml serve`` every worker writes its values to BentoML's multiprocess directory
+and ``/metrics`` adds them up; gauges say how (``livesum``: the sum over live workers).
+Names follow Prometheus conventions: counters end in ``_total`` once exposed.
+
+The event pipeline (:mod:`workbench.writer`, :mod:`workbench.spool`):
+
+- ``workbench_events_total{table, outcome}``: rows ``written`` (committed), ``spooled`` (to
+  the local spool while the database was unreachable), ``replayed`` (from the spool into the
+  database), ``dead`` (refused by the database: kept in the dead-letter file), ``refused`` (neither the
+  database nor the spool could take it: the request got a 503, nothing was acknowledged),
+  ``dropped`` (never acknowledged to anyone: a shadow row when the queue was full);
+- ``workbench_event_writer_restarts_total``, ``workbench_event_backpressure_total`` (requests
+  answered 503 because the queue stayed full or the write was not durable in time);
+- ``workbench_event_queue_depth``, ``workbench_event_spool_bytes``,
+  ``workbench_event_store_up`` (1 while the database answers).
+
+The gateway and the Predictor: requests by arm and status, fallbacks, shadow errors,
+guardrail actions, the adaptive batcher's queue depth and batch sizes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("workbench_events", "Event rows by what became of them",
+                 ["table", "outcome"])
+WRITER_RESTARTS = Counter("workbench_event_writer_restarts",
+                          "Times the event writer's thread was restarted after an error")
+BACKPRESSURE = Counter("workbench_event_backpressure",
+                       "Requests answered 503 because their event could not be made durable "
+                       "in time (queue full, or neither database nor spool took it)")
+EVENT_QUEUE = Gauge("workbench_event_queue_depth", "Events accepted but not yet written",
+                    multiprocess_mode="livesum")
+SPOOL_BYTES = Gauge("workbench_event_spool_bytes", "Bytes waiting in the event spool",
+                    multiprocess_mode="livesum")
+STORE_UP = Gauge("workbench_event_store_up", "1 while the event store's database answers",
+                 multiprocess_mode="livemin")
+
+REQUESTS = Counter("workbench_gateway_requests", "Gateway predictions by arm and status",
+                   ["experiment", "arm", "status"])
+FALLBACKS = Counter("workbench_gateway_fallbacks",
+                    "Requests answered by the control because their arm failed",
+                    ["experiment", "arm"])
+SHADOW_ERRORS = Counter("workbench_gateway_shadow_errors", "Failed shadow calls",
+                        ["experiment"])
+GUARDRAIL_ACTIONS = Counter("workbench_guardrail_actions",
+                            "Automatic lifecycle actions (guardrails, auto-conclude)",
+                            ["experiment", "action"])
+
+BATCH_QUEUE = Gauge("workbench_batcher_queue_depth", "Rows waiting in the adaptive batcher",
+                    ["model"], multiprocess_mode="livesum")
+BATCH_SIZE = Histogram("workbench_batcher_batch_size", "Rows per batched model call",
+                       ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))

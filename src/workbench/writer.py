@@ -1,0 +1,364 @@
+"""The event writer: what a request acknowledges is in the database or on local disk.
+
+A request hands its event to :meth:`EventWriter.submit` and, by default
+(``WORKBENCH_EVENT_ACK=durable``), gets its answer only once the event is **committed**, or
+**spooled** (:mod:`workbench.spool`: fsync'd to local disk, replayed into the database when
+it answers again), or, for a row the database refuses, in the **dead-letter** file. One
+background thread writes everything queued as one transaction (group commit: the batch is
+whatever arrived while the previous one was being written). Nothing is ever dropped
+silently:
+
+- the queue is bounded (``WORKBENCH_EVENT_QUEUE`` events); a request waits at most
+  ``WORKBENCH_EVENT_QUEUE_WAIT_SECONDS`` for room, then gets a 503 (backpressure);
+- a batch the database cannot take because it is unreachable (connection refused, a
+  restart, a full disk) is spooled; while it stays unreachable, batches go straight to the
+  spool and a second thread probes and replays every ``retry_seconds``;
+- a batch the database refuses for a row's content is written row by row: the refused rows
+  go to the dead-letter file, the others are committed;
+- when neither the database nor the spool can take an event (spool full or unwritable),
+  the request gets a 503: the event was never acknowledged;
+- the writer's thread is supervised: any error escaping it restarts it (counted), and the
+  batch in hand is handled again.
+
+``WORKBENCH_EVENT_ACK=async`` answers as soon as the event is queued (faster under light
+load, and how the log worked before): a crash (SIGKILL) then loses the queued events.
+Every outcome is counted in :mod:`workbench.metrics` and in :meth:`EventWriter.health`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from workbench import metrics
+from workbench.errors import InputError, Unavailable
+from workbench.events import BRIEF, log_enabled
+from workbench.schema import metadata
+from workbench.sink import Sink
+from workbench.spool import Row, Spool, directory_for
+
+logger = logging.getLogger("workbench.events")
+
+ACKS = ("durable", "async")
+_STOP = object()
+
+
+@dataclass
+class _Item:
+    table: str
+    row: dict[str, Any]
+    future: concurrent.futures.Future[str] | None  # None: nobody waits (a shadow row)
+
+
+def check_fits(table: str, row: dict[str, Any]) -> None:
+    """InputError (a 4xx) when a value is longer than its column (the database would refuse
+    the row after the request was acknowledged)."""
+    for column in metadata.tables[table].columns:
+        width = getattr(column.type, "length", None)
+        value = row.get(column.name)
+        if width and isinstance(value, str) and len(value) > width:
+            raise InputError(f"{column.name} is {len(value)} characters long",
+                             detail={"expected": f"at most {width} characters"})
+
+
+class EventWriter:
+    """Group-committing, spooling, supervised writer of the event log (see the module).
+
+    Parameters
+    ----------
+    eng
+        The event store.
+    spool
+        Where events go while the database is unreachable (default: the store's own
+        directory, :func:`workbench.spool.directory_for`).
+    capacity
+        The most events queued at once.
+    ack
+        ``durable`` (answer once committed, spooled or dead-lettered) or ``async``.
+    ack_timeout
+        How long a request waits for its event to become durable before a 503.
+    queue_wait
+        How long a request waits for room in a full queue before a 503.
+    retry_seconds
+        How often an unreachable database is probed and the spool replayed.
+    down_after
+        Seconds of unreachable database after which :meth:`ready` says no.
+    max_batch
+        Rows per transaction at most.
+    flush_every
+        ``async`` acknowledgements only: how long a batch may gather.
+    enabled
+        False: record nothing (default: ``WORKBENCH_EVENT_LOG``).
+    """
+
+    def __init__(self, eng: sa.Engine, *, spool: Spool | None = None, capacity: int = 10_000,
+                 ack: str = "durable", ack_timeout: float = 10.0, queue_wait: float = 2.0,
+                 retry_seconds: float = 2.0, down_after: float = 30.0, max_batch: int = 500,
+                 flush_every: float = 0.2, enabled: bool | None = None) -> None:
+        if ack not in ACKS:
+            raise ValueError(f"ack must be one of {ACKS}, not {ack!r}")
+        self.enabled = log_enabled() if enabled is None else enabled
+        self.engine = eng
+        self.ack, self.ack_timeout, self.queue_wait = ack, ack_timeout, queue_wait
+        self.retry_seconds, self.down_after = retry_seconds, down_after
+        self.capacity, self.max_batch, self.flush_every = capacity, max_batch, flush_every
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._pending: dict[str, dict[str, Any]] = {}  # request id -> brief, until in the db
+        self._lock = threading.Lock()
+        self.counts = {"dropped": 0, "backpressure": 0, "restarts": 0}
+        self._inflight: list[_Item] = []
+        self._stop = threading.Event()
+        self._closed = not self.enabled
+        self._thread = threading.Thread(target=self._supervise, name="workbench-events",
+                                        daemon=True)
+        self._replayer = threading.Thread(target=self._replay_loop, name="workbench-replay",
+                                          daemon=True)
+        self.sink: Sink | None = None
+        if self.enabled:
+            spool = spool or Spool(directory_for(_store_url(eng)))
+            self.sink = Sink(eng, spool, on_replayed=self._forget)
+            self._thread.start()
+            self._replayer.start()
+        else:
+            logger.warning("event log off (WORKBENCH_EVENT_LOG=off): predictions and "
+                           "outcomes are not recorded")
+
+    @classmethod
+    def from_env(cls, eng: sa.Engine) -> EventWriter:
+        """A writer configured by the ``WORKBENCH_EVENT_*`` / ``WORKBENCH_SPOOL_*`` settings
+        (see the README's table)."""
+        env = os.environ.get
+        spool = Spool(directory_for(_store_url(eng)), max_bytes=int(env(
+            "WORKBENCH_SPOOL_MAX_BYTES", str(1 << 30)))) if log_enabled() else None
+        return cls(eng, spool=spool, capacity=int(env("WORKBENCH_EVENT_QUEUE", "10000")),
+                   ack=env("WORKBENCH_EVENT_ACK", "durable"),
+                   ack_timeout=float(env("WORKBENCH_EVENT_ACK_TIMEOUT_SECONDS", "10")),
+                   queue_wait=float(env("WORKBENCH_EVENT_QUEUE_WAIT_SECONDS", "2")),
+                   retry_seconds=float(env("WORKBENCH_EVENT_RETRY_SECONDS", "2")),
+                   down_after=float(env("WORKBENCH_DB_DOWN_SECONDS", "30")))
+
+    @property
+    def written(self) -> dict[str, int]:
+        """Rows committed per table (straight from the queue)."""
+        return dict(self.sink.written) if self.sink else {"predictions": 0, "outcomes": 0}
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    async def submit(self, table: str, row: dict[str, Any]) -> None:
+        """Hand over an event a client is about to be told about; returns once it is
+        durable (``ack=durable``) or queued (``async``). :class:`Unavailable` (a 503) when it
+        cannot be; :class:`InputError` when the database could not store it."""
+        if not self.enabled:
+            return
+        check_fits(table, row)
+        if self._closed:
+            raise Unavailable("the service is shutting down", detail={"expected": "retry"})
+        item = _Item(table, row, concurrent.futures.Future())
+        self._remember(table, row)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            try:
+                await asyncio.to_thread(self._queue.put, item, True, self.queue_wait)
+            except queue.Full:
+                self._forget([(table, row)])
+                self._count("backpressure")
+                raise Unavailable("the event log is overloaded", detail={
+                    "queued": self._queue.qsize(), "expected": "retry shortly"}) from None
+        if self.ack == "async":
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(item.future)),
+                                   self.ack_timeout)
+        except TimeoutError:
+            self._count("backpressure")
+            raise Unavailable("the event could not be made durable in time", detail={
+                "timeout_seconds": self.ack_timeout, "expected": "retry shortly"}) from None
+
+    def offer(self, table: str, row: dict[str, Any]) -> bool:
+        """Queue an event nobody waits for (a shadow's); False, and counted as dropped, when
+        the queue is full or the row cannot be stored."""
+        if not self.enabled or self._closed:
+            return False
+        try:
+            check_fits(table, row)
+            self._remember(table, row)
+            self._queue.put_nowait(_Item(table, row, None))
+        except (queue.Full, InputError) as exc:
+            self._forget([(table, row)])
+            self._count("dropped")
+            metrics.EVENTS.labels(table=table, outcome="dropped").inc()
+            logger.warning("event not logged (%s): %s %s", type(exc).__name__, table,
+                           row.get("request_id"))
+            return False
+        return True
+
+    def prediction(self, row: dict[str, Any]) -> None:
+        """Queue a prediction row without waiting (tests, backfills): :meth:`offer`."""
+        self.offer("predictions", row)
+
+    def outcome(self, row: dict[str, Any]) -> None:
+        self.offer("outcomes", row)
+
+    def pending(self, request_id: str) -> dict[str, Any] | None:
+        """What :func:`events.prediction_of` will say of a prediction not yet in the
+        database (queued, or spooled by this process)."""
+        with self._lock:
+            return self._pending.get(request_id)
+
+    def is_pending(self, request_id: str) -> bool:
+        return self.pending(request_id) is not None
+
+    def _remember(self, table: str, row: dict[str, Any]) -> None:
+        if table == "predictions":
+            with self._lock:
+                self._pending[row["request_id"]] = {k: row.get(k) for k in BRIEF}
+
+    def _forget(self, rows: list[Row]) -> None:
+        with self._lock:
+            for table, row in rows:
+                if table == "predictions":
+                    self._pending.pop(row.get("request_id"), None)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while True:
+            try:
+                self._loop()
+                return
+            except BaseException:  # a bug: keep the events, count it, carry on
+                self._count("restarts")
+                logger.exception("the event writer failed; restarting it")
+                batch, self._inflight = self._inflight, []
+                if batch:
+                    self._handle(batch)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                self._drain()
+                return
+            batch, stop = [item], False
+            deadline = time.monotonic() + (self.flush_every if self.ack == "async" else 0.0)
+            while len(batch) < self.max_batch:  # group commit: what is queued already
+                wait = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=wait) if wait > 0 else \
+                        self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._handle(batch)
+            if stop:
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        """Write what was accepted behind the stop signal (a request racing the close)."""
+        batch: list[_Item] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                batch.append(item)
+        for start in range(0, len(batch), self.max_batch):
+            self._handle(batch[start:start + self.max_batch])
+
+    def _handle(self, batch: list[_Item]) -> None:
+        assert self.sink is not None
+        self._inflight = batch
+        outcomes = self.sink.write([(i.table, i.row) for i in batch])
+        self._inflight = []
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if outcome in ("written", "dead", "refused"):  # spooled: pending until replayed
+                self._forget([(item.table, item.row)])
+            if item.future is None or item.future.done():
+                continue
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled
+                if outcome == "refused":
+                    item.future.set_exception(Unavailable(
+                        "the event store is unreachable and the local spool cannot take "
+                        "the event", detail={"expected": "retry later"}))
+                else:
+                    item.future.set_result(outcome)
+        metrics.EVENT_QUEUE.set(self._queue.qsize())
+
+    def _count(self, what: str) -> None:
+        self.counts[what] += 1
+        if what == "restarts":
+            metrics.WRITER_RESTARTS.inc()
+        elif what == "backpressure":
+            metrics.BACKPRESSURE.inc()
+
+    def _replay_loop(self) -> None:
+        assert self.sink is not None
+        while True:
+            try:
+                self.sink.replay()
+            except Exception:
+                logger.exception("spool replay failed; trying again in %.1fs",
+                                 self.retry_seconds)
+            if self._stop.wait(self.retry_seconds):
+                return
+
+    # -- health ------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The writer's, the database's and the spool's state (``/health/all``)."""
+        writer = {"alive": self._thread.is_alive() or not self.enabled,
+                  "enabled": self.enabled, "ack": self.ack, "queue": self._queue.qsize(),
+                  "capacity": self.capacity, **self.counts}
+        if self.sink is None:
+            return {"writer": writer, "event_store": {"dialect": self.engine.dialect.name},
+                    "spool": None}
+        return {"writer": writer | self.sink.counts, **self.sink.health()}
+
+    def ready(self) -> tuple[bool, str]:
+        """(ready, why not): not when the database has been unreachable for longer than
+        ``down_after``, the spool is full, or the writer's thread is gone."""
+        if self.sink is None:
+            return True, ""
+        if not self._thread.is_alive() and not self._closed:
+            return False, "the event writer is not running"
+        down = self.sink.down_since
+        if down is not None and time.time() - down > self.down_after:
+            return False, f"the event store has been unreachable for {time.time() - down:.0f}s"
+        if self.sink.spool.full():
+            return False, "the event spool is full"
+        return True, ""
+
+    def close(self, timeout: float = 60) -> None:
+        """Write (or spool) everything accepted, then stop."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._stop.set()
+        self._replayer.join(timeout)
+        assert self.sink is not None
+        waiting = self.sink.spool.bytes()
+        logger.info("event log closed: %s%s", self.sink.counts | self.counts,
+                    f"; {waiting} bytes wait in the spool {self.sink.spool.directory} for "
+                    "the next start" if waiting else "")
+
+
+def _store_url(eng: sa.Engine) -> str:
+    return eng.url.render_as_string(hide_password=True)
