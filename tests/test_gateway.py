@@ -4,6 +4,7 @@ two instances on one database stand for two replicas (tests/e2e runs real server
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from servers import wait_for
 
 from workbench import arms, control, events, gateway, guardrails, store
 from workbench.config import parse
-from workbench.errors import Conflict, InputError, ModelNotFound
+from workbench.errors import Conflict, InputError, ModelNotFound, Unavailable
 from workbench.serving import ModelServer
 from workbench.writer import EventWriter
 
@@ -244,3 +245,35 @@ def test_the_event_log_can_keep_a_hash_of_the_inputs_or_nothing(server, url, inp
         assert "0.1" not in str(stored)
     with pytest.raises(Exception, match="invalid event inputs setting"):
         gateway.Gateway(config, {}, None, engine=eng, writer=None, inputs="plain")
+
+
+def test_with_the_store_unreachable_predictions_are_spooled_and_feedback_is_503(
+        server, tmp_path):
+    db = tmp_path / "store"
+    db.mkdir()
+    events.engine(f"sqlite:///{db / 'events.db'}").dispose()
+    url = f"sqlite:///file:{db / 'events.db'}?mode=rw&uri=true"  # never a fresh empty file
+    gw = _replica(server, url, _config())
+
+    async def run():
+        with pytest.raises(InputError, match="no NUL"):
+            await gw.predict("nul\x00unit", ROW)  # PostgreSQL could not store it
+        shutil.move(db, tmp_path / "away")
+        gw.engine.dispose()
+        gw.writer.engine.dispose()
+        answer = await gw.predict("u1", ROW)  # acknowledged: in the spool
+        with pytest.raises(Unavailable, match="cannot take feedback now"):
+            await gw.feedback(answer["request_id"], 1)
+        shutil.move(tmp_path / "away", db)
+        gw.engine.dispose()
+        await asyncio.to_thread(wait_for, lambda: gw.health()["spool"]["segments"] == 0, 30,
+                                "the spool replayed")
+        return answer, await gw.feedback(answer["request_id"], 1)
+
+    try:
+        answer, stored = asyncio.run(run())
+        assert stored["status"] == "recorded"
+        assert events.outcome_of(gw.engine, answer["request_id"]) == 1
+        assert gw.health()["writer"]["spooled"] == 1 == gw.health()["writer"]["replayed"]
+    finally:
+        gw.close()

@@ -105,9 +105,9 @@ class Gateway:
         """``POST /predict``: the assigned arm's prediction plus request id, experiment, arm."""
         started = time.perf_counter()
         if isinstance(unit, bool) or not isinstance(unit, str | int) or unit == "" or \
-                len(str(unit)) > MAX_UNIT:
+                len(str(unit)) > MAX_UNIT or "\x00" in str(unit):
             raise InputError(f"unit must be a non-empty string or integer (at most {MAX_UNIT} "
-                             "characters)",
+                             "characters, no NUL)",
                              detail={"expected": f"the {self.config.unit} this request is for"})
         unit = str(unit)
         arm, status = self.live.route(unit)
@@ -184,7 +184,11 @@ class Gateway:
         """``POST /feedback``: check the outcome against the metric and the model that
         served the request, store it once (a repeat is acknowledged as a duplicate)."""
         request_id = feedback.check_request_id(request_id)
-        found = await self._prediction(request_id)
+        try:
+            found = await self._prediction(request_id)
+        except Exception as exc:
+            _store_unreachable_is_503(exc)
+            raise
         if found is None or found["experiment"] != self.config.name or found.get("parent_id"):
             raise ModelNotFound(f"unknown request_id {request_id!r}",
                                 detail={"expected": "a request_id returned by this "
@@ -198,10 +202,8 @@ class Gateway:
                 "request_id": request_id, "ts": time.time(), "experiment": self.config.name,
                 "outcome": value})
         except Exception as exc:
-            if not unreachable(exc):
-                raise
-            raise Unavailable("the event store cannot take feedback now", detail={
-                "expected": "retry later: nothing was recorded"}) from exc
+            _store_unreachable_is_503(exc)
+            raise
         self.counters["feedback" if recorded else "feedback_duplicates"] += 1
         return {"request_id": request_id, "status": "recorded" if recorded else "duplicate"}
 
@@ -320,3 +322,11 @@ class Gateway:
     def close(self) -> None:
         self._stop.set()
         self.writer.close()
+
+
+def _store_unreachable_is_503(exc: Exception) -> None:
+    """Raise a 503 for an event store that cannot be reached (other errors are the caller's
+    to re-raise)."""
+    if unreachable(exc):
+        raise Unavailable("the event store cannot take feedback now", detail={
+            "expected": "retry later: nothing was recorded"}) from exc
