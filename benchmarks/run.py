@@ -303,7 +303,7 @@ ESS (ArviZ) and held-out scores (which compiles a Predictor). Alternating runs.
 ## (e) The event log's cost on the gateway
 
 The same gateway with its SQLite event log on (default) and off
-(`WORKBENCH_EVENT_LOG=off`, which makes `workbench.events.EventWriter` a no-op), measured
+(`WORKBENCH_EVENT_LOG=off`, which makes `workbench.writer.EventWriter` a no-op), measured
 in the same rounds as (b). A request only enqueues its event; a background thread
 inserts in batches, so the cost shows as CPU taken from the same two cores.
 
