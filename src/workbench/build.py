@@ -20,7 +20,8 @@ from workbench.errors import ConfigError
 # What a served bento imports: the model path, plus access control (keys live in the event
 # store's database; JWTs need cryptography; limits counts requests, in Redis for replicas).
 SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil", "sqlalchemy",
-                    "pyjwt", "cryptography", "limits", "redis")
+                    "alembic", "mako", "python-json-logger", "pyjwt", "cryptography",
+                    "limits", "redis")
 
 
 def bentos_dir() -> Path:

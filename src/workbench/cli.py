@@ -463,6 +463,7 @@ def demo(samples: int, warmup: int, chains: int, traffic_seconds: float,
     click.echo(made["experiment"])
 
 
+from workbench.cli_db import db  # noqa: E402  (cli_db.py)
 from workbench.cli_experiment import experiment  # noqa: E402  (cli_experiment.py)
 from workbench.cli_keys import keys  # noqa: E402  (cli_keys.py)
 from workbench.cli_promote import promote  # noqa: E402  (its own module: cli_promote.py)
@@ -470,6 +471,7 @@ from workbench.cli_promote import promote  # noqa: E402  (its own module: cli_pr
 main.add_command(experiment)
 main.add_command(promote)
 main.add_command(keys)
+main.add_command(db)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

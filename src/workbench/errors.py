@@ -15,6 +15,8 @@ Every error says what was wrong and what was expected. The tree::
     ├── KeyNotFound (LookupError)        no API key by that name
     ├── InvalidToken                     a JWT that cannot be accepted (HTTP 401)
     ├── Conflict                         an action the experiment's state does not allow
+    ├── SchemaError                      the event store is not at the code's schema revision
+    │   └── NewerSchema                  migrated by a newer workbench than this one
     └── Unavailable                      the service cannot answer now (HTTP 503)
         ├── NotReady                     still loading or compiling
         └── ArmFailed                    an arm's model and its fallback both failed
@@ -97,3 +99,16 @@ class KeyNotFound(WorkbenchError, LookupError):
 
 class InvalidToken(WorkbenchError):
     """A JWT that cannot be accepted (HTTP 401); the message says why."""
+
+
+class SchemaError(WorkbenchError):
+    """The event store's schema is not the revision this workbench needs: made before
+    migrations or at an older revision (``workbench db upgrade`` brings it to head).
+
+    Neither input nor a passing outage, so served as a plain 500: the message names the
+    database and the command to run, which is for the operator's log, not for clients."""
+
+
+class NewerSchema(SchemaError):
+    """The event store is at a schema revision this workbench does not know: a newer
+    workbench migrated it (upgrade the workbench, not the store)."""

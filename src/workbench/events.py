@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from workbench.migrate import ensure
 from workbench.schema import metadata, outcomes, predictions, registry
 
 logger = logging.getLogger("workbench.events")
@@ -59,7 +60,7 @@ def engine(url: str | None = None) -> sa.Engine:
             cur.close()
     else:
         eng = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
-    metadata.create_all(eng)
+    ensure(eng)  # the tables of an empty store; a SchemaError for an outdated one
     return eng
 
 
