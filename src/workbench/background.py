@@ -10,6 +10,7 @@ the notebook that started it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import subprocess
@@ -79,17 +80,33 @@ class BackgroundServer:
         return bentoml.SyncHTTPClient(self.url, timeout=timeout, token=self.api_key)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        """Signal the server's process group, wait, and return its exit status."""
+        """Signal the server's process group, wait, and return its exit status. When it
+        must be killed, its descendants are killed by pid too: BentoML starts its workers
+        in sessions of their own, outside the group, and they would outlive it."""
         if self.running():
             try:
                 os.killpg(self.process.pid, sig)
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+                self.kill()
             except ProcessLookupError:
                 pass
         return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process it started (a crash, for tests)."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        self.process.wait(10)
 
     def __enter__(self) -> BackgroundServer:
         return self

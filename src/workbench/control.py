@@ -289,9 +289,9 @@ def _arm(s: State, arm: Any) -> None:
 
 
 def _text(value: Any, what: str, limit: int) -> str:
-    if not isinstance(value, str) or len(value) > limit:
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
         raise InputError(f"invalid {what}", detail={"expected": f"a string of at most "
-                                                                 f"{limit} characters"})
+                                                                 f"{limit} characters, no NUL"})
     return value
 
 

@@ -40,7 +40,8 @@ def issued_at(request_id: str) -> float | None:
 
 
 def check_request_id(request_id: Any) -> str:
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID:
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID or \
+            not request_id.isprintable() or not request_id.isascii():
         raise InputError(f"invalid request_id {_short(request_id)}",
                          detail={"expected": "the request_id string returned by /predict"})
     return request_id
