@@ -2,7 +2,9 @@
 
 Reads the event store (``WORKBENCH_DB_URL``, else the SQLite file under
 ``WORKBENCH_HOME``) and the model store (``BENTOML_HOME``); refreshes every
-``WORKBENCH_DASHBOARD_REFRESH`` seconds (default 5). Everything is served locally.
+``WORKBENCH_DASHBOARD_REFRESH`` seconds (default 5), and then the ``GET /health/all`` of
+the gateways in ``WORKBENCH_GATEWAY_URL`` (comma-separated; ``WORKBENCH_API_KEY`` when they
+need a key) for the Event pipeline tab. Everything is served locally.
 Viewing needs a login with an API key (``workbench dashboard`` passes ``--auth-module``
 :mod:`workbench.dashboard_auth`); acting needs the key's admin scope. ``WORKBENCH_AUTH=off``
 drops the login (everyone may act) for local experiments.

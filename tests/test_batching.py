@@ -91,3 +91,62 @@ def test_a_full_queue_is_refused_at_once():
         await asyncio.gather(first, second)
 
     asyncio.run(main())
+
+
+def test_the_queue_depth_and_batch_sizes_reach_prometheus():
+    from prometheus_client import REGISTRY
+
+    def value(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"model": "m-metrics:1"}) or 0.0
+
+    calls: list[tuple[object, int]] = []
+    gate = threading.Event()
+    batcher = MicroBatcher(_doubler(calls, gate), max_rows=64, name="m-metrics:1")
+    waiting: list[float] = []
+
+    async def main():
+        first = asyncio.create_task(batcher.submit("k", np.ones((1, 1), np.float32)))
+        await _taken(batcher)  # the first runs alone, at once
+        rest = [asyncio.create_task(batcher.submit("k", np.ones((3, 1), np.float32)))
+                for _ in range(4)]
+        while batcher._queued_rows < 12:
+            await asyncio.sleep(0.001)
+        waiting.append(value("workbench_batcher_queue_depth"))
+        gate.set()
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(main())
+    assert waiting == [12.0]  # four requests of three rows behind the running one
+    assert value("workbench_batcher_queue_depth") == 0.0
+    assert value("workbench_batcher_batch_size_count") == batcher.stats.calls == 2
+    assert value("workbench_batcher_batch_size_sum") == 13.0
+    batcher.close()
+
+
+def test_closing_answers_what_is_still_queued_and_empties_the_gauge():
+    from prometheus_client import REGISTRY
+
+    gate = threading.Event()
+    batcher = MicroBatcher(_doubler([], gate), name="m-closed:1")
+
+    async def main():
+        first = asyncio.create_task(batcher.submit("k", np.ones((1, 1), np.float32)))
+        await _taken(batcher)
+        queued = asyncio.create_task(batcher.submit("k", np.ones((5, 1), np.float32)))
+        while batcher._queued_rows < 5:
+            await asyncio.sleep(0.001)
+        batcher.close()
+        gate.set()
+        with pytest.raises(Overloaded, match="retired"):
+            await queued
+        first.cancel()
+
+    asyncio.run(main())
+    assert REGISTRY.get_sample_value("workbench_batcher_queue_depth",
+                                     {"model": "m-closed:1"}) == 0.0
+
+
+async def _taken(batcher: MicroBatcher) -> None:
+    """Until the one request submitted is taken off the queue (its call is running)."""
+    while not (batcher.pending == 1 and not batcher._queue):
+        await asyncio.sleep(0.001)

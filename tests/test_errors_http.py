@@ -106,15 +106,51 @@ def test_a_503_keeps_our_message(client):
 
 
 def test_a_sane_request_id_is_kept_else_one_is_made(client):
-    for given in ("abc-123", "0af7651916cd43dd8448eb211c80319c", "req:1.2_3"):
+    for given in ("abc-123", "0af7651916cd43dd8448eb211c80319c", "req:1.2_3", "x" * 128,
+                  "has space", "semi;colon", "{json: \"ish\"}"):
         r = client.get("/id", headers={"X-Request-ID": given})
         assert r.headers["x-request-id"] == given == r.json()["request_id"]
-    for insane in ("x" * 65, "has space", "-leading-dash", "semi;colon",
-                   "caf\xe9".encode("latin-1")):
+    for insane in ("x" * 129, "caf\xe9".encode("latin-1"), b"tab\there", b"nul\x00"):
         r = client.get("/id", headers={"X-Request-ID": insane})
         made = r.headers["x-request-id"]
         assert made != insane and made == r.json()["request_id"] and len(made) == 32
     assert client.get("/id").headers["x-request-id"] != client.get("/id").headers["x-request-id"]
+
+
+def test_a_traceparent_names_the_request_when_no_request_id_does(client):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    r = client.get("/id", headers={"traceparent": parent})
+    assert r.headers["x-request-id"] == trace_id == r.json()["request_id"]
+    both = client.get("/id", headers={"traceparent": parent, "X-Request-ID": "abc-123"})
+    assert both.headers["x-request-id"] == "abc-123"  # the client's own id wins
+    insane = client.get("/id", headers={"traceparent": parent, "X-Request-ID": "x" * 200})
+    assert insane.headers["x-request-id"] == trace_id  # an unusable id is ignored
+    for invalid in (f"00-{'0' * 32}-00f067aa0ba902b7-01", f"ff-{trace_id}-00f067aa0ba902b7-01",
+                    f"00-{trace_id.upper()}-00f067aa0ba902b7-01", f"00-{trace_id}-01",
+                    f"00-{trace_id}-{'0' * 16}-01", "garbage"):
+        made = client.get("/id", headers={"traceparent": invalid}).headers["x-request-id"]
+        assert made != trace_id and len(made) == 32, invalid
+
+
+def test_every_request_but_the_probes_has_one_access_line_with_its_id(caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("workbench"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="workbench.http")
+    app = Starlette(routes=[Route("/id", echo_id), Route("/readyz", echo_id),
+                            Route("/boom", boom)])
+    client = TestClient(RequestErrors(app), raise_server_exceptions=False)
+    client.get("/id?token=query-s3cret", headers={"X-Request-ID": "abc-123"})
+    client.get("/readyz")
+    client.get("/boom", headers={"X-Request-ID": "boom-1"})
+    lines = [r for r in caplog.records if r.name == "workbench.http" and r.levelno == logging.INFO]
+    assert [(r.method, r.path, r.status, r.request_id) for r in lines] == [
+        ("GET", "/id", 200, "abc-123"), ("GET", "/boom", 500, "boom-1")]
+    assert all(r.duration_ms >= 0 for r in lines)
+    assert "query-s3cret" not in caplog.text  # the query string is never logged
+    caplog.clear()
+    quiet = TestClient(RequestErrors(app, access_log=False))
+    assert quiet.get("/id").status_code == 200 and not [
+        r for r in caplog.records if r.levelno == logging.INFO]
 
 
 def test_status_and_body_of_each_error():

@@ -1,6 +1,12 @@
 """The arms' models, reached through the Predictor: one call per request, one retry of a
 dropped connection, the control's answer when a treatment arm fails, and a shadow that is
 mirrored off the request path.
+
+Every call carries the request's id (:mod:`workbench.trace`): BentoML's client sends it as
+``X-Request-ID`` beside ``traceparent``, so the Predictor's log lines for the request name
+the same id as the gateway's. Fallbacks and failed shadow calls are counted in
+``workbench_gateway_fallbacks_total{experiment, arm}`` and
+``workbench_gateway_shadow_errors_total{experiment}`` (:mod:`workbench.metrics`).
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from workbench import trace
 from workbench.config import ExperimentConfig
 from workbench.errors import ArmFailed
+from workbench.metrics import FALLBACKS, SHADOW_ERRORS
 
 logger = logging.getLogger("workbench.arms")
 
@@ -64,6 +72,7 @@ class ArmClient:
         self._call = predict
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters = {"fallbacks": 0, "shadow": 0, "shadow_errors": 0, "retries": 0}
+        trace.propagate()  # the calls below carry the request's id (X-Request-ID)
 
     async def call(self, **kwargs: Any) -> dict[str, Any]:
         """Call the Predictor; retry once when a kept-alive connection was closed under us
@@ -93,7 +102,14 @@ class ArmClient:
             logger.warning("arm %r (%s) failed; answering from control %r: %r", arm,
                            model.tag, control.arm, exc)
             self.counters["fallbacks"] += 1
-            body = await self.call(model=control.ref, **payload)
+            try:
+                body = await self.call(model=control.ref, **payload)
+            except Exception as again:  # the Predictor itself is down or restarting
+                logger.warning("the fallback to control %r failed too: %r", control.arm,
+                               again)
+                raise ArmFailed(f"arm {arm!r} failed and its fallback {control.arm!r} too",
+                                detail={"arm": arm, "fallback": control.arm}) from again
+            FALLBACKS.labels(experiment=self.config.name, arm=arm).inc()  # control answered
             # Only a randomised request is a fallback the read-out counts for its arm; one
             # served while paused or concluded keeps that status (and says where it fell).
             return Served(body, control, "fallback" if status == "ok" else status, arm)
@@ -112,6 +128,7 @@ class ArmClient:
                 body = await self.call(model=shadow.ref, **payload)
             except Exception:
                 self.counters["shadow_errors"] += 1
+                SHADOW_ERRORS.labels(experiment=self.config.name).inc()
                 logger.warning("shadow %r failed", shadow.arm, exc_info=True)
                 return
             self.counters["shadow"] += 1

@@ -11,6 +11,10 @@ and it validates after batching, so one malformed row would fail its whole batch
 
 If a batched call fails unexpectedly, its requests are retried one by one so that only
 the culprit gets the error.
+
+Prometheus (:mod:`workbench.metrics`) sees the rows waiting
+(``workbench_batcher_queue_depth{model}``) and the rows of each model call
+(``workbench_batcher_batch_size{model}``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from workbench.metrics import BATCH_QUEUE, BATCH_SIZE
 
 
 class Overloaded(Exception):
@@ -61,11 +67,17 @@ class MicroBatcher:
         The most rows stacked into one call (a single larger request still runs alone).
     max_queue_rows
         Rows allowed to wait; past that :class:`Overloaded` is raised at once.
+    name
+        The ``model`` label of the batcher's metrics (the served model's tag).
     """
 
     def __init__(self, fn: Callable[[Hashable, np.ndarray], dict[str, np.ndarray]], *,
-                 max_rows: int = 256, max_queue_rows: int = 65_536) -> None:
+                 max_rows: int = 256, max_queue_rows: int = 65_536,
+                 name: str = "unnamed") -> None:
         self.fn = fn
+        self.name = name
+        self._waiting = BATCH_QUEUE.labels(model=name)
+        self._sizes = BATCH_SIZE.labels(model=name)
         self.max_rows = max_rows
         self.max_queue_rows = max_queue_rows
         self.stats = BatchStats()
@@ -86,6 +98,7 @@ class MicroBatcher:
         item = _Item(key, X, loop.create_future())
         self._queue.append(item)
         self._queued_rows += len(X)
+        self._waiting.inc(len(X))
         assert self._wakeup is not None
         self._wakeup.set()
         self._pending += 1
@@ -118,6 +131,7 @@ class MicroBatcher:
                 keep.append(item)
         self._queue.extendleft(reversed(keep))
         self._queued_rows -= rows
+        self._waiting.dec(rows)
         return batch
 
     async def _drain(self) -> None:
@@ -159,6 +173,7 @@ class MicroBatcher:
         s.rows += rows
         s.largest = max(s.largest, rows)
         s.sizes.append(len(batch))
+        self._sizes.observe(rows)
 
     def close(self) -> None:
         """Stop the batcher; callable from any thread (a retired model's is closed from the
@@ -166,8 +181,17 @@ class MicroBatcher:
         task, loop = self._task, self._loop
         if task is not None and loop is not None and not loop.is_closed():
             with suppress(RuntimeError):  # the loop closed meanwhile: nothing to cancel
-                loop.call_soon_threadsafe(task.cancel)
+                loop.call_soon_threadsafe(self._stop, task)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _stop(self, task: asyncio.Task[None]) -> None:
+        """On the loop's thread: cancel the drain; requests still queued are answered 503
+        (a retry reaches what is served now) instead of waiting for their timeout."""
+        task.cancel()
+        while self._queue:
+            _settle(self._queue.popleft().future, exc=Overloaded("the model was retired"))
+        self._waiting.dec(self._queued_rows)
+        self._queued_rows = 0
 
 
 def _settle(future: asyncio.Future[Any], *, result: Any = None,

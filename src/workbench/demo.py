@@ -160,7 +160,10 @@ def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
     from workbench.serving import free_port
 
     port = port if _port_free(port) else free_port()
-    dash = subprocess.Popen(serve_command(port), env=serve_env(dict(os.environ)),
+    env = dict(os.environ) | {"WORKBENCH_GATEWAY_URL": made["url"]}  # the pipeline tab
+    if made["server"].api_key:
+        env["WORKBENCH_API_KEY"] = made["server"].api_key
+    dash = subprocess.Popen(serve_command(port), env=serve_env(env),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     traffic = subprocess.Popen([sys.executable, "-m", "workbench.cli", "simulate", "--url",
                                 made["url"], "--duration", "86400", "--rate", str(rate),

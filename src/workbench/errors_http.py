@@ -7,9 +7,12 @@ failed. Every other 5xx answers one generic body::
     {"error": "internal error", "detail": null, "request_id": "<id>"}
 
 and the server's log line of that failure carries the same ``request_id``, so that an
-operator can find the traceback a client reports. The id is the request's ``X-Request-ID``
-when that is a sane short token, else a new one; every response carries it back in
-``X-Request-ID``.
+operator can find the traceback a client reports. The id is the client's ``X-Request-ID``
+or ``traceparent``'s trace-id, else a new one (:func:`workbench.trace.from_headers`); it is
+current while the request is served (every log line carries it, calls to other services
+send it on) and every response carries it back in ``X-Request-ID``. One log line per
+request (method, path, status, milliseconds) says how it went, except for the health and
+metrics probes; ``WORKBENCH_ACCESS_LOG=off`` leaves it out.
 
 :func:`status_of` and :func:`error_body` map an exception to its status and body,
 :func:`respond` applies them around a request's coroutine (the bentos' ``@bentoml.api``
@@ -19,14 +22,14 @@ sure that no 5xx produced anywhere below it (BentoML's own handlers included) le
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
-import re
-import uuid
+import os
+import time
 from collections.abc import Awaitable
 from typing import Any
 
+from workbench import trace
 from workbench.batching import Overloaded
 from workbench.errors import (
     Conflict,
@@ -40,30 +43,18 @@ from workbench.errors import (
 
 logger = logging.getLogger("workbench.http")
 
-HEADER = "x-request-id"
+HEADER = trace.HEADER
 _KEY = HEADER.encode()
 INTERNAL_ERROR = "internal error"
-# Letters, digits and ``._:-``, at most 64: safe to echo in a header and to write in a log.
-_SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
-_current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "workbench_request_id", default=None)
-
-
-def new_request_id() -> str:
-    """A fresh request id (32 hex digits)."""
-    return uuid.uuid4().hex
-
-
-def sane_request_id(value: str | bytes | None) -> str | None:
-    """``value`` when it is a sane short token (see the module's docstring), else None."""
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    return value if value is not None and _SANE.fullmatch(value) else None
+# Probes answered many times a minute: no access log line for them.
+QUIET = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+new_request_id = trace.new
+sane_request_id = trace.sane
 
 
 def request_id() -> str:
     """The id of the request being served (a new one outside :class:`RequestErrors`)."""
-    return _current.get() or new_request_id()
+    return trace.current() or trace.new()
 
 
 def internal_error_body(rid: str) -> dict[str, Any]:
@@ -169,23 +160,29 @@ class RequestErrors:
     ----------
     app
         The ASGI application it wraps.
+    access_log
+        Whether to log one line per request (default: unless ``WORKBENCH_ACCESS_LOG=off``).
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, access_log: bool | None = None) -> None:
         self.app = app
+        self.access_log = (os.environ.get("WORKBENCH_ACCESS_LOG", "on").strip().lower()
+                           not in ("off", "false", "0", "no")
+                           if access_log is None else access_log)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        rid = sane_request_id(headers.get(_KEY)) or new_request_id()
+        rid = trace.from_headers(scope.get("headers") or [])
         where = f"{scope.get('method', '')} {scope.get('path', '')}"
-        token = _current.set(rid)
+        token = trace.bind(rid)
+        began = time.perf_counter()
         started = replaced = False
+        status = 500
 
         async def guarded_send(message: dict[str, Any]) -> None:
-            nonlocal started, replaced
+            nonlocal started, replaced, status
             if message["type"] == "http.response.start":
                 started = True
                 status = int(message["status"])
@@ -210,7 +207,18 @@ class RequestErrors:
                 raise  # half a response went out: let the server close the connection
             await self._generic(send, 500, rid, scope)
         finally:
-            _current.reset(token)
+            if self.access_log and scope.get("path") not in QUIET:
+                self._log(scope, status, began, rid)
+            trace.unbind(token)
+
+    @staticmethod
+    def _log(scope: dict[str, Any], status: int, began: float, rid: str) -> None:
+        """The request's access line (the path only: a query string may carry anything)."""
+        ms = round((time.perf_counter() - began) * 1000.0, 3)
+        method, path = scope.get("method", ""), scope.get("path", "")
+        logger.info("%s %s %d %.1f ms", method, path, status, ms,
+                    extra={"request_id": rid, "method": method, "path": path,
+                           "status": status, "duration_ms": ms})
 
     @staticmethod
     async def _generic(send: Any, status: int, rid: str, scope: dict[str, Any]) -> None:

@@ -8,9 +8,10 @@ The event pipeline (:mod:`workbench.writer`, :mod:`workbench.spool`):
 
 - ``workbench_events_total{table, outcome}``: rows ``written`` (committed), ``spooled`` (to
   the local spool while the database was unreachable), ``replayed`` (from the spool into the
-  database), ``dead`` (refused by the database: kept in the dead-letter file), ``refused`` (neither the
-  database nor the spool could take it: the request got a 503, nothing was acknowledged),
-  ``dropped`` (never acknowledged to anyone: a shadow row when the queue was full);
+  database), ``dead`` (refused by the database: kept in the dead-letter file),
+  ``refused`` (neither the database nor the spool could take it: the request got a 503,
+  nothing was acknowledged), ``dropped`` (never acknowledged to anyone: a shadow row when the queue
+  was full);
 - ``workbench_event_writer_restarts_total``, ``workbench_event_backpressure_total`` (requests
   answered 503 because the queue stayed full or the write was not durable in time);
 - ``workbench_event_queue_depth``, ``workbench_event_spool_bytes``,

@@ -53,15 +53,12 @@ logger = logging.getLogger("workbench.serving")
 
 
 def log_to_stderr() -> None:
-    """BentoML configures only its own loggers; make ours visible beside them."""
-    root = logging.getLogger("workbench")
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] [workbench] "
-                                               "%(message)s", "%Y-%m-%dT%H:%M:%S%z"))
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-        root.propagate = False
+    """BentoML configures only its own loggers; make ours visible beside them, as JSON
+    lines or text (``WORKBENCH_LOG_FORMAT``, :func:`workbench.logs.configure`)."""
+    from workbench import logs
+
+    if not logging.getLogger("workbench").handlers:
+        logs.configure()
 
 
 def free_port() -> int:
@@ -132,7 +129,8 @@ class ModelServer:
         posterior = load(tag)
         predictor = Predictor(posterior, buckets=self.buckets, max_rows=self.max_rows)
         return Served(tag, posterior, predictor,
-                      MicroBatcher(self._summarize(predictor), max_rows=self.buckets[-1]))
+                      MicroBatcher(self._summarize(predictor), max_rows=self.buckets[-1],
+                                   name=tag))
 
     def _load_pending(self) -> None:
         """Call the pending model source until it succeeds, logging every failure; the

@@ -97,6 +97,12 @@ def test_each_tab_renders_its_plots(page):
     assert page.problems == []
 
 
+def test_the_event_pipeline_tab_says_when_no_gateway_is_configured(page):
+    _tab(page, "Event pipeline")
+    page.get_by_text("No gateway configured").wait_for(timeout=30_000)
+    assert page.problems == []
+
+
 def test_new_events_appear_after_the_refresh_period(page, site):
     _tab(page, "Experiments")
     counts = page.get_by_text(re.compile(r"\d+ predictions, \d+ outcomes")).filter(
