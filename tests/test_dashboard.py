@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_posterior
 
-from workbench import control, dashboard, dashboard_data, events, readout, schema, store
+from workbench import control, dashboard, dashboard_data, events, readout, report, schema, store
 from workbench.config import parse
 
 CONFIG = {"name": "exp-c", "arms": [{"name": "control", "model": "champion"},
@@ -260,3 +260,125 @@ def _stats(view) -> str:
         if pane.name == "whatif-stats":
             return pane.object
     raise AssertionError("no what-if stats pane")
+
+
+HEALTH = {"ready": True, "arms": {"control": {"ready": True}}, "state": {"version": 3},
+          "event_store": {"dialect": "postgresql", "up": True, "down_since": None,
+                          "last_error": None},
+          "writer": {"alive": True, "queue": 0, "capacity": 10000, "restarts": 0,
+                     "written": 123, "spooled": 0, "replayed": 0, "dead": 0, "dropped": 0,
+                     "backpressure": 0},
+          "spool": {"path": "/var/spool/workbench", "bytes": 0, "max_bytes": 1073741824}}
+
+
+def test_the_pipeline_table_reshapes_each_gateways_health():
+    down = HEALTH | {
+        "ready": False,
+        "event_store": {"dialect": "postgresql", "up": False, "down_since": 1_700_000_000.0,
+                        "last_error": "cannot reach postgresql://admin:hunter2@db/events"},
+        "writer": HEALTH["writer"] | {"queue": 9000, "spooled": 40, "dead": 2, "restarts": 1},
+        "spool": {"bytes": 4096}}
+    older = {"ready": True, "arms": {}, "event_store": "sqlite"}  # before the pipeline fields
+    health = {"http://a:3000": HEALTH, "http://b:3000": down, "http://c:3000": older,
+              "http://user:pw@d:3000": "no answer: ConnectError"}
+    table = dashboard_data.pipeline_table(health)
+    assert list(table.columns) == dashboard_data.PIPELINE_COLUMNS
+    a, b, c, d = table.to_dict("records")
+    assert (a["up"], a["ready"], a["database"], a["writer"], a["queue"], a["written"],
+            a["spool bytes"], a["DB down since"]) == (True, True, "postgresql up", "alive", 0,
+                                                      123, 0, None)
+    assert (b["ready"], b["database"], b["queue"], b["spooled"], b["dead"], b["restarts"],
+            b["spool bytes"]) == (False, "postgresql DOWN", 9000, 40, 2, 1, 4096)
+    assert b["DB down since"] == report.when(1_700_000_000.0)
+    assert "hunter2" not in b["last error"] and "postgresql://" in b["last error"]
+    assert (c["database"], c["writer"], c["queue"]) == ("sqlite", None, None)
+    assert (d["gateway"], d["up"], d["last error"]) == ("http://…@d:3000", False,
+                                                        "no answer: ConnectError")
+    problems = dashboard_data.pipeline_problems(health)
+    assert problems == [
+        f"http://b:3000: the event database is down since {b['DB down since']}; events go "
+        "to the spool and are replayed when it is back",
+        "http://b:3000: the write queue is 9000 of 10000 (503s once it is full)",
+        "http://b:3000: 2 events refused by the database (kept in the dead-letter file)",
+        "http://…@d:3000: unreachable (no answer: ConnectError)"]
+    assert dashboard_data.pipeline_problems({"http://a:3000": HEALTH}) == []
+
+
+@pytest.fixture
+def gateway():
+    """A stand-in gateway: a real HTTP server answering ``GET /health/all`` with the body
+    in ``served`` (503 when not ready), and 401 without ``Bearer k-pipeline``."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    served = {"body": HEALTH}
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.headers.get("Authorization") != "Bearer k-pipeline":
+                status, body = 401, {"error": "no key"}
+            elif self.path != "/health/all":
+                status, body = 404, {"error": "not found"}
+            else:
+                body = served["body"]
+                status = 200 if body["ready"] else 503
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_event_pipeline_tab_reads_the_gateways_health_live(gateway, tmp_path):
+    import panel as pn
+
+    from workbench import dashboard_pipeline
+
+    url, served = gateway
+    app = dashboard.Dashboard(db_url=f"sqlite:///{tmp_path / 'dash.db'}", gateways=[url + "/"])
+    panel = app.pipeline  # read at once, without the key the stand-in requires
+    assert panel.gateways == [url] and "refused with 401" in panel.health[url]
+    panel = dashboard_pipeline.PipelinePanel(dashboard_pipeline.gateway_urls(f"{url}/, {url}"),
+                                             api_key="k-pipeline")
+    assert panel.gateways == [url]
+    panel.refresh()
+    view = panel.view()
+    assert _pane(view, "pipeline-ok") is not None
+    table = view.select(pn.widgets.Tabulator)[0].value
+    assert table.iloc[0]["written"] == 123 and table.iloc[0]["up"]
+    version = panel.version
+    panel.refresh()  # nothing changed: no re-render
+    assert panel.version == version
+    served["body"] = HEALTH | {"ready": False, "event_store": HEALTH["event_store"] | {
+        "up": False, "down_since": time.time()}}
+    panel.refresh()
+    assert panel.version == version + 1
+    assert "the event database is down since" in _pane(panel.view(),
+                                                      "pipeline-problems").object
+    gone = dashboard_pipeline.PipelinePanel(["http://127.0.0.1:9"])
+    gone.refresh()
+    assert gone.health["http://127.0.0.1:9"].startswith("no answer")
+
+
+def test_without_a_gateway_the_pipeline_tab_says_how_to_configure_one(monkeypatch):
+    from workbench import dashboard_pipeline
+
+    monkeypatch.delenv(dashboard_pipeline.GATEWAY_ENV, raising=False)
+    panel = dashboard_pipeline.PipelinePanel()
+    panel.refresh()
+    assert panel.gateways == [] and panel.health == {}
+    assert "No gateway configured" in panel.view().object
+    monkeypatch.setenv(dashboard_pipeline.GATEWAY_ENV, "http://g1:3000, http://g2:3000/")
+    assert dashboard_pipeline.PipelinePanel().gateways == ["http://g1:3000", "http://g2:3000"]

@@ -356,11 +356,16 @@ def serve(bento: str, port: int, host: str, models: tuple[str, ...],
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Loopback unless told otherwise.")
 @click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or SQLite).")
-def dashboard(port: int, host: str, db_url: str | None) -> None:
-    """Serve the Panel dashboard (Experiments, Latency, Uncertainty, Models)."""
+@click.option("--gateway", "gateways", multiple=True, metavar="URL",
+              help="A gateway whose event pipeline to show (repeat for replicas; default: "
+                   "$WORKBENCH_GATEWAY_URL).")
+def dashboard(port: int, host: str, db_url: str | None, gateways: tuple[str, ...]) -> None:
+    """Serve the Panel dashboard (Experiments, Latency, Uncertainty, Models, Event
+    pipeline)."""
     from workbench.dashboard_serve import serve_command, serve_env
 
-    env = serve_env(dict(os.environ) | ({"WORKBENCH_DB_URL": db_url} if db_url else {}))
+    env = serve_env(dict(os.environ) | ({"WORKBENCH_DB_URL": db_url} if db_url else {})
+                    | ({"WORKBENCH_GATEWAY_URL": ",".join(gateways)} if gateways else {}))
     cmd = serve_command(port, host)
     click.echo(f"dashboard: http://{host}:{port}/workbench"
                + (" (log in with an API key's name and value)" if "--auth-module" in cmd
@@ -417,19 +422,18 @@ def simulate(url: str, users: int, duration: float, rate: float, dataset: str,
 def analyze(experiment: str, config_path: str | None, metric: str | None, db_url: str | None,
             as_json: bool) -> None:
     """Print the Bayesian read-out of EXPERIMENT from the event store."""
-    from workbench import events, readout
+    from workbench import event_reads, events, readout
     from workbench.config import load as load_config
     from workbench.errors import ConfigError
     from workbench.report import print_readout
 
     eng = events.engine(db_url)
-    data = events.read(eng, experiment)
-    if not len(data):
+    if not event_reads.exists(eng, experiment):
         raise ConfigError(f"no events for experiment {experiment!r}",
                           detail={"experiments": events.experiments(eng)})
     config = load_config(config_path) if config_path else readout.config_of(
-        eng, experiment, data, metric=metric)
-    result = readout.read_out(eng, experiment, config=config, data=data).to_dict()
+        eng, experiment, metric=metric)
+    result = readout.read_out(eng, experiment, config=config).to_dict()
     if as_json:
         click.echo(json.dumps(result, default=str))
         return
@@ -464,6 +468,7 @@ def demo(samples: int, warmup: int, chains: int, traffic_seconds: float,
 
 
 from workbench.cli_db import db  # noqa: E402  (cli_db.py)
+from workbench.cli_events import events  # noqa: E402  (cli_events.py)
 from workbench.cli_experiment import experiment  # noqa: E402  (cli_experiment.py)
 from workbench.cli_keys import keys  # noqa: E402  (cli_keys.py)
 from workbench.cli_promote import promote  # noqa: E402  (its own module: cli_promote.py)
@@ -471,6 +476,7 @@ from workbench.cli_promote import promote  # noqa: E402  (its own module: cli_pr
 main.add_command(experiment)
 main.add_command(promote)
 main.add_command(keys)
+main.add_command(events)
 main.add_command(db)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,10 +22,11 @@ import pandas as pd
 import panel as pn
 import param
 
-from workbench import control, events, readout, store
+from workbench import control, event_reads, events, readout, store
 from workbench import dashboard_data as frames
 from workbench.config import ExperimentConfig
 from workbench.dashboard_control import Confirmation, ControlPanel
+from workbench.dashboard_pipeline import PipelinePanel
 
 REFRESH_SECONDS = float(os.environ.get("WORKBENCH_DASHBOARD_REFRESH", "5"))
 
@@ -38,7 +39,9 @@ def _empty(text: str) -> pn.pane.Alert:
 
 
 class Dashboard(pn.viewable.Viewer):
-    """Tabs for Experiments, Latency, Uncertainty and Models, refreshed every few seconds."""
+    """Tabs for Experiments, Latency, Uncertainty, Models and the gateways' Event pipeline
+    (:mod:`workbench.dashboard_pipeline`; ``gateways`` None reads ``WORKBENCH_GATEWAY_URL``),
+    refreshed every few seconds."""
 
     experiment = param.Selector(objects=[], doc="The experiment shown")
     model_tag = param.Selector(objects=[], doc="The model version shown")
@@ -48,9 +51,11 @@ class Dashboard(pn.viewable.Viewer):
     role = param.Selector(default="admin", objects=["admin", "viewer"],
                           doc="admin may act (lifecycle, promote, rollback); viewer may read")
 
-    def __init__(self, db_url: str | None = None, **params: Any) -> None:
+    def __init__(self, db_url: str | None = None, gateways: list[str] | None = None,
+                 **params: Any) -> None:
         super().__init__(**params)
         self.engine = events.engine(db_url)
+        self.pipeline = PipelinePanel(gateways)
         self._models_ask = Confirmation(after=self.refresh)
         self.status, self.confirm = self._models_ask.status, self._models_ask.row
         self.promote = pn.widgets.Button(label="Promote to champion", color="primary")
@@ -69,6 +74,7 @@ class Dashboard(pn.viewable.Viewer):
 
     def refresh(self) -> None:
         """Re-read the stores; re-render only when something changed (cheap when idle)."""
+        self.pipeline.refresh()
         names = events.experiments(self.engine)
         self.param.experiment.objects = names
         if names and self.experiment not in names:
@@ -80,7 +86,8 @@ class Dashboard(pn.viewable.Viewer):
             self.model_tag = tags[0]
         state = control.get(self.engine, self.experiment) if self.experiment else None
         signature = (names, [(m.tag, m.aliases) for m in models],
-                     events.counts(self.engine, self.experiment) if self.experiment else {},
+                     event_reads.signature(self.engine, self.experiment) if self.experiment
+                     else (),
                      state.version if state else None)
         if signature != getattr(self, "_signature", None):
             self._signature = signature
@@ -98,11 +105,11 @@ class Dashboard(pn.viewable.Viewer):
 
     def _compute(self) -> tuple[events.Events, ExperimentConfig, dict[str, Any]]:
         # The one read-out, with its default draws and seed (the numbers of GET /analysis
-        # and `workbench analyze`); the events are read once and shared with the other tabs.
-        data = events.read(self.engine, self.experiment)
-        config = readout.config_of(self.engine, self.experiment, data)
-        result = readout.read_out(self.engine, self.experiment, config=config, data=data)
-        return data, config, result.to_dict()
+        # and `workbench analyze`), and the P(best) history from the same pass over the
+        # store; the plots draw the most recent events (bounded: event_reads.SAMPLE).
+        config = readout.config_of(self.engine, self.experiment)
+        result, self._history = frames.read_out_with_history(self.engine, config)
+        return event_reads.recent(self.engine, self.experiment), config, result
 
     def _decided(self) -> str | None:
         """The read-out's decided winner, if any (Conclude's default)."""
@@ -147,12 +154,12 @@ class Dashboard(pn.viewable.Viewer):
                                       title=f"posterior of the metric ({out['metric']})")
                      if len(dens) else _empty("No outcomes yet: the posteriors appear once "
                                               "feedback arrives."))
-        evo = frames.evolution(data, config)
+        evo = frames.evolution(self._history, config)
         over_time = (evo.hvplot.line(x="time", y="P(best)", by="arm", height=250,
                                      responsive=True, ylim=(0, 1), title="P(best) over time")
                      if len(evo) else _empty("Not enough outcomes for a history yet."))
-        counts = pn.pane.Markdown(f"**{int(np.sum(data.status != 'shadow'))} predictions**, "
-                                  f"{sum(o is not None for o in data.outcome)} outcomes; "
+        counts = pn.pane.Markdown(f"**{out['totals']['predictions']} predictions**, "
+                                  f"{out['totals']['outcomes']} outcomes; "
                                   f"updated {self.updated}", name="experiment-counts")
         return pn.Column(
             counts, *alerts, rule,
@@ -319,6 +326,7 @@ class Dashboard(pn.viewable.Viewer):
             controls,
             pn.Tabs(("Experiments", experiments), ("Latency", self.latency_tab),
                     ("Uncertainty", uncertainty), ("Models", models),
+                    ("Event pipeline", self.pipeline),
                     dynamic=True, sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
 

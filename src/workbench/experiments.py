@@ -9,7 +9,13 @@ interval of the lift over control, and a decision against the configured thresho
   statistics, so NUTS compiles once);
 - ``log_score`` / ``brier``: each arm's mean log predictive density (higher is better) or
   Brier score (lower is better) of its served predictions on the observed outcomes, with
-  a Bayesian bootstrap for the uncertainty.
+  a Bayesian bootstrap for the uncertainty (exact up to ``aggregates.N_EXACT`` outcomes
+  per arm, its Normal limit above: :mod:`workbench.bootstrap`).
+
+Every read-out is computed from sufficient statistics (:mod:`workbench.aggregates`), so its
+memory does not grow with the number of events: :func:`analyze` folds events in memory,
+:func:`workbench.readout.read_out` folds the event store in chunks; both end in
+:func:`summarize`.
 
 Also the sample-ratio-mismatch test of the realised split against the weights, interval
 coverage (regression) and a reliability table (classifiers) per arm.
@@ -23,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import special, stats
 
-from workbench.calibration import class_index, coverage, observations, reliability
+# brier, log_score and bayesian_bootstrap have been public here from the start
+from workbench.aggregates import Fold, Moments, Score
+from workbench.bootstrap import bayesian_bootstrap as bayesian_bootstrap
+from workbench.bootstrap import mean_draws
+from workbench.folding import brier as brier
+from workbench.folding import fold_events
+from workbench.folding import log_score as log_score
 
 if TYPE_CHECKING:
     from workbench.config import ExperimentConfig
@@ -62,6 +74,10 @@ class Readout:
     skipped: int = 0  # stored outcomes the metric cannot take (older versions), not counted
     counted: str = ""  # which events count (see workbench.readout)
     state: dict[str, Any] | None = None  # the experiment's live state when read
+    # predictions (every status but shadow) and outcomes read, pruned ones included; and
+    # what `workbench events prune` folded into the aggregate (None: nothing pruned)
+    totals: dict[str, int] = field(default_factory=dict)
+    pruned: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,49 +160,27 @@ def decide(arms: list[str], prob: np.ndarray, loss: np.ndarray, outcomes: list[i
                       f"{prob[best]:.3f})", "threshold": d.prob_best}
 
 
-# -- per-request scores -----------------------------------------------------------------
+# -- posterior draws from sufficient statistics ------------------------------------------------
 
-def log_score(row: dict[str, Any], value: Any) -> float:
-    """Log predictive density of ``value`` under a served row."""
-    if "probabilities" in row:
-        p = list(row["probabilities"].values())[class_index(row, value)]
-        return float(np.log(max(p, 1e-12)))
-    return float(stats.norm.logpdf(float(value), row["mean"], max(row["std"], 1e-12)))
-
-
-def brier(row: dict[str, Any], value: Any) -> float:
-    """Brier score of a classifier's probabilities against the observed class."""
-    probs = np.array(list(row["probabilities"].values()))
-    onehot = np.zeros_like(probs)
-    onehot[class_index(row, value)] = 1.0
-    return float(np.sum((probs - onehot) ** 2))
-
-
-def bayesian_bootstrap(values: np.ndarray, samples: int, rng: np.random.Generator
-                       ) -> np.ndarray:
-    """Posterior draws of the mean of ``values`` (Rubin's Bayesian bootstrap)."""
-    if len(values) == 0:
-        return np.full(samples, np.nan)
-    weights = rng.dirichlet(np.ones(len(values)), size=samples)
-    return weights @ values
-
-
-def continuous_draws(groups: list[np.ndarray], samples: int, seed: int) -> np.ndarray:
+def continuous_draws(moments: list[Moments], samples: int, seed: int) -> np.ndarray:
     """Posterior draws of each group's mean: Normal(mu_k, sigma_k) per group, fitted with
-    NUTS on sufficient statistics (standardised; weakly informative priors)."""
+    NUTS on its sufficient statistics (count, mean, sum of squared deviations),
+    standardised by the pooled mean and standard deviation; weakly informative priors."""
     import jax
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
     from numpyro.infer import MCMC, NUTS
 
-    pooled = np.concatenate([g for g in groups if len(g)]) if any(len(g) for g in groups) \
-        else np.zeros(1)
-    loc, scale = float(pooled.mean()), float(pooled.std() or 1.0)
-    n = np.array([len(g) for g in groups], np.float32)
-    mean = np.array([((g - loc) / scale).mean() if len(g) else 0.0 for g in groups], np.float32)
-    ss = np.array([(((g - loc) / scale - m) ** 2).sum() if len(g) else 0.0
-                   for g, m in zip(groups, mean, strict=True)], np.float32)
+    pooled = Moments()
+    for m in moments:
+        pooled = pooled.merge(m)
+    loc = pooled.mean if pooled.n else 0.0
+    scale = float(np.sqrt(pooled.m2 / pooled.n)) if pooled.n else 0.0
+    scale = scale or 1.0
+    n = np.array([m.n for m in moments], np.float32)
+    mean = np.array([(m.mean - loc) / scale if m.n else 0.0 for m in moments], np.float32)
+    ss = np.array([m.m2 / scale**2 if m.n else 0.0 for m in moments], np.float32)
 
     def model(n: Any, mean: Any, ss: Any) -> None:
         with numpyro.plate("arms", n.shape[0]):
@@ -202,79 +196,69 @@ def continuous_draws(groups: list[np.ndarray], samples: int, seed: int) -> np.nd
     return np.asarray(mcmc.get_samples()["mu"]) * scale + loc
 
 
-# -- the read-out ---------------------------------------------------------------------------
-
-def metric_values(events: Events, metric: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(arm, value) per observed row: the outcome (binary, continuous) or the score of the
-    served prediction (``log_score``, ``brier``); and how many stored outcomes the metric
-    cannot take (written by older versions, which did not check): skipped, not fatal."""
-    arms, rows, values = observations(events)
-    keep, out, skipped = [], [], 0
-    for k, (row, value) in enumerate(zip(rows, values, strict=True)):
-        try:
-            if metric == "binary":
-                v = float(value)
-                ok = not isinstance(value, str) and v in (0.0, 1.0)
-            elif metric == "continuous":
-                v = float(value)
-                ok = not isinstance(value, str | bool) and np.isfinite(v)
-            else:
-                v = (log_score if metric == "log_score" else brier)(row, value)
-                ok = bool(np.isfinite(v))
-        except (TypeError, ValueError, IndexError, KeyError):
-            ok = False
-        if ok:
-            keep.append(k)
-            out.append(v)
-        else:
-            skipped += 1
-    return arms[keep] if keep else np.zeros(0, dtype=object), np.asarray(out, float), skipped
+def fold_draws(fold: Fold, config: ExperimentConfig, *, samples: int = DRAWS, seed: int = 0
+               ) -> tuple[np.ndarray, list[int]]:
+    """Posterior draws ``(samples, arms)`` of the configured metric from a fold's
+    sufficient statistics, and the outcomes per arm."""
+    names = [a.name for a in config.arms]
+    metric = config.metric
+    counts = [fold.observed(metric, a) for a in names]
+    rng = np.random.default_rng(seed)
+    if metric == "binary":
+        alpha, beta = beta_posterior(np.array([fold.binary.get(a, [0, 0])[0] for a in names]),
+                                     np.array(counts))
+        return rng.beta(alpha, beta, size=(samples, len(names))), counts
+    if metric == "continuous":
+        return continuous_draws([fold.continuous.get(a, Moments()) for a in names],
+                                min(samples, 4000), seed), counts
+    return np.stack([mean_draws(fold.scores[metric].get(a, Score()), samples, rng)
+                     for a in names], axis=1), counts
 
 
 def metric_draws(events: Events, config: ExperimentConfig, *, samples: int = DRAWS,
                  seed: int = 0) -> tuple[np.ndarray, list[int]]:
     """Posterior draws ``(samples, arms)`` of the configured metric, and outcomes per arm."""
-    draws, counts, _ = _draws(events, config, samples=samples, seed=seed)
-    return draws, counts
+    return fold_draws(fold_events(events, counted=_statuses(events)), config,
+                      samples=samples, seed=seed)
 
 
-def _draws(events: Events, config: ExperimentConfig, *, samples: int, seed: int
-           ) -> tuple[np.ndarray, list[int], int]:
-    names = [a.name for a in config.arms]
-    arms, y, skipped = metric_values(events, config.metric)
-    rng = np.random.default_rng(seed)
-    per_arm = [np.flatnonzero(arms == a) for a in names]
-    counts = [len(i) for i in per_arm]
-    if config.metric == "binary":
-        alpha, beta = beta_posterior(np.array([y[i].sum() for i in per_arm]), np.array(counts))
-        return rng.beta(alpha, beta, size=(samples, len(names))), counts, skipped
-    if config.metric == "continuous":
-        return (continuous_draws([y[i] for i in per_arm], min(samples, 4000), seed), counts,
-                skipped)
-    draws = np.stack([bayesian_bootstrap(y[i], samples, rng) for i in per_arm], axis=1)
-    return draws, counts, skipped
-
+# -- the read-out ---------------------------------------------------------------------------
 
 def analyze(events: Events, config: ExperimentConfig, *, weights: dict[str, float] | None = None,
             samples: int = DRAWS, seed: int = 0, expected: dict[str, float] | None = None,
             served: Events | None = None) -> Readout:
-    """The full read-out of ``events`` (primary arms; the shadow is scored beside them).
+    """The full read-out of ``events`` in memory (primary arms; a shadow is scored beside
+    them): every status but ``shadow`` counts, each event under its assigned arm.
 
     ``expected``: each arm's expected share of traffic for the sample-ratio test (default:
     the configured weights). ``served``: the events to score calibration on, by the arm
-    that served them (default: ``events``). :func:`workbench.readout.read_out` passes both.
+    that served them (default: ``events``). The events are folded
+    (:func:`workbench.folding.fold_events`) and read out by :func:`summarize`, as the
+    event store's are by :func:`workbench.readout.read_out`.
     """
+    fold = fold_events(events, counted=_statuses(events), served=served)
+    return summarize(fold, config, weights=weights, samples=samples, seed=seed,
+                     expected=expected)
+
+
+def _statuses(events: Events) -> tuple[str, ...]:
+    return tuple(s for s in dict.fromkeys(events.status.tolist()) if s != "shadow")
+
+
+def summarize(fold: Fold, config: ExperimentConfig, *, weights: dict[str, float] | None = None,
+              samples: int = DRAWS, seed: int = 0, expected: dict[str, float] | None = None
+              ) -> Readout:
+    """The read-out of a fold (see :func:`analyze` for ``weights`` and ``expected``)."""
     names = [a.name for a in config.arms]
     higher = config.metric != "brier"
-    primary = events.mask(np.isin(events.arm, names) & (events.status != "shadow"))
-    draws, counts, skipped = _draws(primary, config, samples=samples, seed=seed)
+    draws, counts = fold_draws(fold, config, samples=samples, seed=seed)
     control = names.index(config.control_arm.name)
     observed = np.isfinite(draws).all(axis=0)
     prob = prob_best(np.where(observed, draws, -np.inf if higher else np.inf),
                      higher_is_better=higher)
     loss = expected_loss(np.nan_to_num(draws), higher_is_better=higher)
     lifts = lift(draws, control, relative=config.metric in ("binary", "continuous"))
-    n_served = {a: int(np.sum(primary.arm == a)) for a in names}
+    n_served = {a: fold.served(a) for a in names}
     arms_out = []
     for k, arm in enumerate(config.arms):
         col = draws[:, k]
@@ -290,11 +274,13 @@ def analyze(events: Events, config: ExperimentConfig, *, weights: dict[str, floa
             density=_density(col) if has else None))
     srm_result = srm(n_served, expected or config.weights) if config.mode == "split" \
         else None
-    scored = events if served is None else served
     return Readout(
         experiment=config.name, metric=config.metric, higher_is_better=higher, arms=arms_out,
         decision=decide(names, prob, loss, counts, config), srm=srm_result,
-        coverage=coverage(scored), reliability=reliability(scored), skipped=skipped)
+        coverage=fold.coverage_table(), reliability=fold.reliability_table(),
+        skipped=sum(fold.skipped.get(config.metric, {}).get(a, 0) for a in names),
+        totals={"predictions": fold.total(), "outcomes": fold.total(outcomes=True,
+                                                                      shadow=True)})
 
 
 def _density(col: np.ndarray, points: int = 60) -> dict[str, list[float]]:

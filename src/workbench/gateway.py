@@ -87,6 +87,7 @@ class Gateway:
             raise ConfigError(f"invalid event inputs setting {inputs!r}",
                               detail={"expected one of": list(INPUTS)})
         self.inputs = inputs
+        self.analysis_ttl = readout.ttl_seconds()
         self.arms = ArmClient(config, models, predict)
         self.models = self.arms.models
         self.counters = {"requests": 0, "feedback": 0, "feedback_duplicates": 0,
@@ -247,7 +248,8 @@ class Gateway:
     def _decided(self) -> str:
         from workbench.errors import Conflict
 
-        winner = self.analysis()["decision"]["winner"]
+        winner = readout.read_out(self.engine, self.config.name,
+                                  config=self.config).decision["winner"]
         if winner is None:
             raise Conflict("no arm is decided yet", detail={
                 "expected": "a winner (the arm to send all traffic to), or more outcomes"})
@@ -295,8 +297,10 @@ class Gateway:
                 "events_written": self.writer.written}
 
     def analysis(self) -> dict[str, Any]:
-        """``GET /analysis``: the one read-out (:func:`workbench.readout.read_out`)."""
-        return readout.read_out(self.engine, self.config.name, config=self.config).to_dict()
+        """``GET /analysis``: the one read-out (:func:`workbench.readout.read_out`), computed
+        at most once per ``WORKBENCH_ANALYSIS_TTL_SECONDS`` for the pollers."""
+        return readout.cached(self.engine, self.config.name, config=self.config,
+                              ttl=self.analysis_ttl)
 
     def metadata(self) -> dict[str, Any]:
         """``GET /metadata``: what clients must send (and get back), per arm."""

@@ -11,21 +11,26 @@ The bounds (all optional, see :class:`workbench.config.Guardrails`):
 - ``coverage``: the share of regression outcomes inside the arm's served interval;
 - ``calibration_error``: the expected calibration error of the arm's probabilities.
 
-Then, when ``auto_conclude.enabled``, the rule of :mod:`workbench.decision` is evaluated on
-the read-out and may conclude the experiment. Actions carry the state version they were
-decided on, so N replicas checking at once act once (the others find the state moved on).
+The window is read as sufficient statistics (:func:`workbench.event_reads.fold`) and the
+latency percentile is computed by the database, so a check's memory does not grow with
+the traffic. Then, when ``auto_conclude.enabled``, the rule of :mod:`workbench.decision`
+is evaluated on the read-out and may conclude the experiment. Actions carry the state
+version they were decided on, so N replicas checking at once act once (the others find
+the state moved on).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from workbench import calibration, control, decision, events, readout
+from workbench import calibration, control, decision, event_reads, readout
+from workbench.aggregates import Fold
 from workbench.config import ExperimentConfig
 
 logger = logging.getLogger("workbench.guardrails")
@@ -47,29 +52,28 @@ class Breach:
                 f"{'outcomes' if self.bound in ('coverage', 'calibration_error') else 'requests'}")
 
 
-def breaches(data: events.Events, config: ExperimentConfig, weights: dict[str, float]
-             ) -> list[Breach]:
-    """The bounds each live treatment arm breaches on ``data`` (one breach per arm)."""
+def breaches(window: Fold, config: ExperimentConfig, weights: dict[str, float], *,
+             p99: Callable[[str], float] | None = None) -> list[Breach]:
+    """The bounds each live treatment arm breaches in ``window``, the fold of the recent
+    events (one breach per arm). ``p99``: an arm's 99th percentile of request latency
+    (:func:`workbench.event_reads.latency_quantile`), asked only where that bound is set."""
     g = config.guardrails
     control_arm = config.control_arm.name
     live = [a.name for a in config.arms if a.name != control_arm and weights.get(a.name, 0) > 0]
-    mine = readout.counted(data)
-    served = data.mask(np.isin(data.status, readout.SCORED))
-    cover = calibration.coverage(served) if g.coverage is not None else {}
-    tables = calibration.reliability(served) if g.calibration_error is not None else {}
+    cover = window.coverage_table() if g.coverage is not None else {}
+    tables = window.reliability_table() if g.calibration_error is not None else {}
     out = []
     for arm in live:
-        sel = mine.arm == arm
-        n = int(sel.sum())
+        n = window.served(arm)
         found: list[Breach] = []
         if n >= g.min_samples and g.error_rate is not None:
-            rate = float(np.mean(mine.status[sel] == "fallback"))
+            rate = window.counts.get(arm, {}).get("fallback", [0, 0])[0] / n
             if rate > g.error_rate:
                 found.append(Breach(arm, "error_rate", rate, g.error_rate, n))
-        if n >= g.min_samples and g.p99_latency_ms is not None:
-            p99 = float(np.nanquantile(mine.latency_ms[sel], 0.99))
-            if p99 > g.p99_latency_ms:
-                found.append(Breach(arm, "p99_latency_ms", p99, g.p99_latency_ms, n))
+        if n >= g.min_samples and g.p99_latency_ms is not None and p99 is not None:
+            value = p99(arm)
+            if value > g.p99_latency_ms:
+                found.append(Breach(arm, "p99_latency_ms", value, g.p99_latency_ms, n))
         c = cover.get(arm)
         if g.coverage is not None and c and c["rows"] >= g.min_samples \
                 and c["coverage"] < g.coverage:
@@ -91,8 +95,13 @@ def check(eng: Any, config: ExperimentConfig, *, now: float | None = None) -> li
     if state.status != "running":
         return actions
     if config.guardrails.active:
-        data = events.read(eng, config.name, since=now - config.guardrails.window_seconds)
-        for breach in breaches(data, config, state.weights):
+        since = now - config.guardrails.window_seconds
+        window = event_reads.fold(eng, config.name, since=since)
+
+        def p99(arm: str) -> float:
+            return event_reads.latency_quantile(eng, config.name, arm, 0.99, since=since)[0]
+
+        for breach in breaches(window, config, state.weights, p99=p99):
             moved = control.pause_arm(eng, config.name, breach.arm, config.control_arm.name,
                                       actor="guardrail", reason=breach.reason,
                                       expect_version=state.version)

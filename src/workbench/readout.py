@@ -16,21 +16,30 @@ prediction with feedback, by the arm whose model served it.
 The sample-ratio test compares the counted split with the weights in force when each
 request came (the audit trail's weights timeline), so a ramp is not mistaken for a broken
 split. Draws and seed are fixed, so the same store gives the same numbers everywhere.
+
+**At scale**: the events are never all in memory. They are folded into sufficient
+statistics (:mod:`workbench.aggregates`) a chunk at a time (:mod:`workbench.event_reads`),
+and events pruned by ``workbench events prune`` live on as the experiment's stored
+aggregate, which every read-out adds (``pruned`` in the read-out says up to when).
+:func:`cached` serves pollers (``GET /analysis``) one computation per few seconds.
 """
 
 from __future__ import annotations
 
-import bisect
+import copy
+import os
+import threading
+import time
 from typing import Any
 
 import numpy as np
 
-from workbench import control, events, experiments
+from workbench import aggregates, control, event_reads, events, experiments, folding
 from workbench.config import ExperimentConfig, parse
 from workbench.errors import ConfigError
 
-COUNTED = ("ok", "fallback")
-SCORED = ("ok", "fallback", "shadow", "paused", "concluded")
+COUNTED = aggregates.COUNTED
+SCORED = aggregates.SCORED
 FILTER = ("intention-to-treat: statuses ok and fallback, each counted for its assigned arm; "
           "shadow, paused and concluded traffic not counted")
 
@@ -38,11 +47,7 @@ FILTER = ("intention-to-treat: statuses ok and fallback, each counted for its as
 def counted(data: events.Events) -> events.Events:
     """The events the read-out counts, each under the arm it was assigned to."""
     kept = data.mask(np.isin(data.status, COUNTED))
-    fallback = kept.status == "fallback"
-    if fallback.any() and len(kept.fallback_from) == len(kept):
-        kept.arm = kept.arm.copy()
-        kept.arm[fallback] = [f or a for f, a in zip(kept.fallback_from[fallback],
-                                                     kept.arm[fallback], strict=True)]
+    kept.arm = folding.assigned_arms(kept)
     return kept
 
 
@@ -53,46 +58,88 @@ def config_of(eng: Any, experiment: str, data: events.Events | None = None, *,
     stored = events.load_config(eng, experiment)
     if stored:
         return parse(stored, source=f"recorded config of {experiment!r}")
-    data = data if data is not None else events.read(eng, experiment)
-    arms = list(dict.fromkeys(a for a, s in zip(data.arm, data.status, strict=True)
-                              if s in COUNTED)) or ["a", "b"]
+    if data is not None:
+        seen = [a for a, s in zip(data.arm, data.status, strict=True) if s in COUNTED]
+    else:
+        seen = event_reads.arms_in_order(eng, experiment)
+        with eng.connect() as conn:
+            pruned = event_reads.stored(conn, experiment)
+        seen = [*(pruned[0].counts if pruned else []), *seen]
+    arms = list(dict.fromkeys(seen)) or ["a", "b"]
     arms = arms if len(arms) > 1 else [*arms, "other"]
     return parse({"name": experiment, "metric": metric or "binary",
                   "arms": [{"name": a, "model": a} for a in arms]})
 
 
-def expected_shares(data: events.Events, timeline: list[tuple[float, dict[str, float]]],
-                    arms: list[str]) -> dict[str, float] | None:
-    """Each arm's weight summed over the counted requests, at the weights in force when each
-    came; None when the weights never changed (the configured weights then apply)."""
-    if len(timeline) < 2 or not len(data):
-        return None
-    starts = [ts for ts, _ in timeline]
-    total = dict.fromkeys(arms, 0.0)
-    for ts in data.ts:
-        weights = timeline[max(0, bisect.bisect_right(starts, ts) - 1)][1]
-        norm = sum(weights.values()) or 1.0
-        for arm in arms:
-            total[arm] += weights.get(arm, 0.0) / norm
-    return total
-
-
 def read_out(eng: Any, experiment: str, *, config: ExperimentConfig | None = None,
              data: events.Events | None = None, samples: int = experiments.DRAWS,
-             seed: int = 0) -> experiments.Readout:
-    """The read-out of ``experiment`` from the event store (see the module's docstring)."""
-    data = data if data is not None else events.read(eng, experiment)
-    if not len(data) and config is None and events.load_config(eng, experiment) is None:
+             seed: int = 0, fold: aggregates.Fold | None = None,
+             pruned: dict[str, Any] | None = None) -> experiments.Readout:
+    """The read-out of ``experiment`` from the event store (see the module's docstring).
+
+    By default the store's events are folded in chunks and added to what was pruned
+    (:func:`workbench.event_reads.fold_all`). ``data``: events already in memory, folded
+    instead of the store's (plus what was pruned). ``fold``: a fold made already (with
+    ``pruned``, the aggregate it includes), as the dashboard does.
+    """
+    timeline = control.weights_timeline(eng, experiment)
+    if fold is None and data is not None:
+        fold = folding.fold_events(data, timeline=timeline)
+        with eng.connect() as conn:
+            stored = event_reads.stored(conn, experiment)
+        if stored is not None:
+            fold, pruned = stored[0].merge(fold), stored[1]
+    elif fold is None:
+        fold, pruned, _ = event_reads.fold_all(eng, experiment, timeline=timeline)
+    if not fold.total(shadow=True) and config is None and \
+            events.load_config(eng, experiment) is None:
         raise ConfigError(f"no events for experiment {experiment!r}",
                           detail={"experiments": events.experiments(eng)})
     config = config or config_of(eng, experiment, data)
     state = control.get(eng, experiment)
-    arms = [a.name for a in config.arms]
-    mine = counted(data)
-    expected = expected_shares(mine, control.weights_timeline(eng, experiment), arms)
-    readout = experiments.analyze(
-        mine, config, weights=state.weights if state else None, samples=samples, seed=seed,
-        expected=expected, served=data.mask(np.isin(data.status, SCORED)))
+    names = [a.name for a in config.arms]
+    expected = None
+    if len(timeline) >= 2 and fold.expected is not None and \
+            any(fold.served(a) for a in fold.counts):
+        expected = {a: fold.expected.get(a, 0.0) for a in names}
+    readout = experiments.summarize(
+        fold, config, weights=state.weights if state else None, samples=samples, seed=seed,
+        expected=expected)
     readout.counted = FILTER
     readout.state = state.to_dict() if state else None
+    readout.pruned = pruned
     return readout
+
+
+# -- a short-lived cache for callers that poll --------------------------------------------------
+
+_CACHE: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
+_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+def ttl_seconds() -> float:
+    """``WORKBENCH_ANALYSIS_TTL_SECONDS`` (default 2; 0 turns the cache off)."""
+    return float(os.environ.get("WORKBENCH_ANALYSIS_TTL_SECONDS", "2"))
+
+
+def cached(eng: Any, experiment: str, *, config: ExperimentConfig | None = None,
+           ttl: float | None = None) -> dict[str, Any]:
+    """``read_out(eng, experiment, config=config).to_dict()``, computed at most once per
+    ``ttl`` seconds (default :func:`ttl_seconds`) per database, experiment and config:
+    for ``GET /analysis``, which dashboards poll every few seconds. Concurrent callers
+    wait for the one computation in flight instead of starting their own. The answer can
+    be up to ``ttl`` seconds old (its ``state`` included); each caller gets its own copy.
+    """
+    ttl = ttl_seconds() if ttl is None else ttl
+    if ttl <= 0:
+        return read_out(eng, experiment, config=config).to_dict()
+    key = (str(eng.url), experiment, repr(config))
+    with _GUARD:
+        lock = _LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        hit = _CACHE.get(key)
+        if hit is None or time.monotonic() - hit[0] >= ttl:
+            hit = (time.monotonic(), read_out(eng, experiment, config=config).to_dict())
+            _CACHE[key] = hit
+        return copy.deepcopy(hit[1])
