@@ -81,33 +81,11 @@ def require(condition: bool, what: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """A real PostgreSQL server from Debian's packages, on a free loopback port."""
-    import glob
-    import shutil
-    import subprocess
+    from postgres import Postgres
 
-    from servers import free_port
-
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    require(bool(bins), "PostgreSQL is not installed: apt-get install postgresql "
-                        "(make test does this when run as root)")
-    runuser = shutil.which("runuser")
-    require(os.geteuid() == 0 and runuser is not None,
-            "starting a throwaway PostgreSQL needs root (to run it as the postgres user)")
-    bindir = Path(bins[-1]).parent
-    data = Path(tempfile.mkdtemp(prefix="workbench-pg-"))  # pytest's tmp is root-only
-    shutil.chown(data, "postgres", "postgres")
-    as_pg = [runuser, "-u", "postgres", "--"]
-    subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                    "-U", "postgres"], check=True, capture_output=True)
-    port = free_port()
-    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                    str(data / "log"), "-o",
-                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
-    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                   check=False, capture_output=True)
-    shutil.rmtree(data, ignore_errors=True)
+    cluster = Postgres()
+    yield cluster.url()
+    cluster.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -27,8 +23,9 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import make_posterior, require
-from servers import ROOT, Server, bentoml_serve, free_port
+from conftest import make_posterior
+from postgres import Postgres
+from servers import ROOT, Server, bentoml_serve
 
 from workbench import store
 
@@ -116,59 +113,6 @@ def worker(server_pid: int, service: str) -> psutil.Process:
 
 
 # -- PostgreSQL clusters a test may stop ------------------------------------------------------
-
-class Postgres:
-    """A throwaway PostgreSQL cluster (Debian's packages, run as the postgres user) on a
-    free loopback port, stopped and started again by the test that owns it."""
-
-    def __init__(self) -> None:
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-        require(bool(bins), "PostgreSQL is not installed: apt-get install postgresql "
-                            "(make test does this when run as root)")
-        runuser = shutil.which("runuser")
-        require(os.geteuid() == 0 and runuser is not None,
-                "a private PostgreSQL cluster needs root (to run it as the postgres user)")
-        self.bindir = Path(bins[-1]).parent
-        self.data = Path(tempfile.mkdtemp(prefix="workbench-faults-pg-"))  # pytest's is 0700
-        shutil.chown(self.data, "postgres", "postgres")
-        self._as_pg = [str(runuser), "-u", "postgres", "--"]
-        self._pg("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
-        self.port = free_port()
-        self.start()
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def start(self) -> None:
-        self._pg("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.data / "log"), "-o",
-                 f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1", "start")
-
-    def stop(self) -> None:
-        """``pg_ctl stop -m fast``: open sessions are terminated, then the server exits."""
-        self._pg("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
-
-    def running(self) -> bool:
-        return subprocess.run([*self._as_pg, str(self.bindir / "pg_ctl"), "-D",
-                               str(self.data), "status"], capture_output=True).returncode == 0
-
-    def create_database(self, name: str) -> str:
-        import sqlalchemy as sa
-
-        admin = sa.create_engine(self.url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        return self.url(name)
-
-    def close(self) -> None:
-        if self.running():
-            self.stop()
-        shutil.rmtree(self.data, ignore_errors=True)
-
-    def _pg(self, tool: str, *args: str) -> None:
-        subprocess.run([*self._as_pg, str(self.bindir / tool), *args], check=True,
-                       capture_output=True, timeout=120)
-
 
 @pytest.fixture(scope="module")
 def private_postgres() -> Iterator[Postgres]:
