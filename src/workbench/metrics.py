@@ -1,7 +1,8 @@
 """The workbench's Prometheus metrics, in one place (BentoML's ``/metrics`` shows them).
 
 Under ``bentoml serve`` every worker writes its values to BentoML's multiprocess directory
-and ``/metrics`` adds them up; gauges say how (``livesum``: the sum over live workers).
+and ``/metrics`` adds them up; gauges say how (``livesum``: the sum over live workers;
+``livemostrecent``: the value set last).
 Names follow Prometheus conventions: counters end in ``_total`` once exposed.
 
 The event pipeline (:mod:`workbench.writer`, :mod:`workbench.spool`):
@@ -36,8 +37,10 @@ EVENT_QUEUE = Gauge("workbench_event_queue_depth", "Events accepted but not yet 
                     multiprocess_mode="livesum")
 SPOOL_BYTES = Gauge("workbench_event_spool_bytes", "Bytes waiting in the event spool",
                     multiprocess_mode="livesum")
+# The most recent value set: a process that imports this module without an event writer (the
+# Predictor) never sets it and must not count as "down".
 STORE_UP = Gauge("workbench_event_store_up", "1 while the event store's database answers",
-                 multiprocess_mode="livemin")
+                 multiprocess_mode="livemostrecent")
 
 REQUESTS = Counter("workbench_gateway_requests", "Gateway predictions by arm and status",
                    ["experiment", "arm", "status"])

@@ -113,3 +113,13 @@ def test_metrics_show_the_batcher_and_the_fallbacks(gateway):
     assert "workbench_batcher_queue_depth{" in metrics
     assert "workbench_batcher_batch_size_bucket{" in metrics
     assert "workbench_batcher_batch_size_count{" in metrics
+    lines = metrics.splitlines()
+    assert not [x for x in lines if x.startswith("workbench_batcher") and 'model="unnamed"' in x]
+
+    def total(name: str, *labels: str) -> float:
+        return sum(float(x.rsplit(" ", 1)[1]) for x in lines
+                   if x.split("{")[0].split(" ")[0] == name and all(lb in x for lb in labels))
+    assert total("workbench_gateway_requests_total", 'status="fallback"',
+                 'arm="broken"') >= fell_back
+    assert total("workbench_events_total", 'outcome="written"', 'table="predictions"') >= 30
+    assert total("workbench_event_store_up") == 1.0
