@@ -63,8 +63,9 @@ class BackgroundServer:
                 raise RuntimeError(f"bentoml serve exited with status "
                                    f"{self.process.returncode}; log {self.log}:\n"
                                    + self.output()[-4000:])
-            try:
-                if httpx.get(self.url + path, timeout=2).status_code == 200:
+            try:  # a page rendered on request (a dashboard) may take a while: no pile-up
+                wait = min(30.0, max(2.0, deadline - time.monotonic()))
+                if httpx.get(self.url + path, timeout=wait).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
