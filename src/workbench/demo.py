@@ -39,6 +39,7 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
     def step(title: str, what: str) -> None:
         console.print(f"[bold cyan]{title}[/] {what}")
 
+    _upgrade_store(console)
     data = datasets.load("breast_cancer")
     tags = {}
     for i, (alias, options) in enumerate((("champion", {}),
@@ -150,6 +151,26 @@ def _wait_flushed(url: str, headers: dict[str, str], timeout: float = 30.0) -> N
                 exp["counters"]["shadow"]:
             return
         time.sleep(0.1)
+
+
+def _upgrade_store(console: Console) -> None:
+    """The demo's event store (made by an earlier version, perhaps) brought to the schema
+    this code needs: the demo owns it; a production store is upgraded by its operator
+    (``workbench db upgrade``)."""
+    import sqlalchemy as sa
+
+    from workbench import events, migrate
+
+    eng = sa.create_engine(events.default_url())
+    try:
+        done = migrate.upgrade(eng)
+    finally:
+        eng.dispose()
+    if done.stamped:
+        console.print(f"    event store made before schema migrations: recognised as "
+                      f"revision {done.stamped}, now at {done.after}")
+    elif done.before and done.before != done.after:
+        console.print(f"    event store upgraded from revision {done.before} to {done.after}")
 
 
 def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
