@@ -72,6 +72,9 @@ class Running:
     ready_s: float
 
 
+GATEWAYS = ("gateway", "gateway (log off)", "gateway (async acks)")
+
+
 def specs(row: list[float], workdir: Path) -> list[Spec]:
     """Every server of the run, subjects first."""
     bentoml = str(BIN / "bentoml")
@@ -81,13 +84,14 @@ def specs(row: list[float], workdir: Path) -> list[Spec]:
     config = workdir / "experiment.yaml"
     config.write_text(EXPERIMENT)
 
-    def gateway(name: str, log: str) -> Spec:
+    def gateway(name: str, log: str, ack: str = "durable") -> Spec:
         return Spec(name, lambda p: [bentoml, "serve", "service:Experiment", "--working-dir",
                                      str(ROOT / "bentos/experiment"), "--host", "127.0.0.1",
                                      "--port", str(p)],
                     lambda i: {"unit": f"user-{i}", "instances": [row]},
                     env={"WORKBENCH_EXPERIMENT": str(config), "WORKBENCH_EVENT_LOG": log,
-                         "WORKBENCH_DB_URL": f"sqlite:///{workdir / f'events-{log}.db'}"})
+                         "WORKBENCH_EVENT_ACK": ack,
+                         "WORKBENCH_DB_URL": f"sqlite:///{workdir / f'events-{log}-{ack}.db'}"})
 
     return [
         Spec("predictor", lambda p: [bentoml, "serve", "service:Predictor", "--working-dir",
@@ -95,6 +99,7 @@ def specs(row: list[float], workdir: Path) -> list[Spec]:
                                      "--host", "127.0.0.1", "--port", str(p)], plain),
         gateway("gateway", "on"),
         gateway("gateway (log off)", "off"),
+        gateway("gateway (async acks)", "on", "async"),
         Spec("floor", lambda p: [bentoml, "serve", "floor:Floor", "--working-dir", str(PEERS),
                                  "--host", "127.0.0.1", "--port", str(p)], plain),
         Spec("starlette echo", lambda p: [*uvicorn, "--port", str(p), "starlette_echo:app"],
@@ -264,7 +269,7 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
                     running[spec.name] = server
         out["cold_start_s"] = {name: spread(v) | {"all": [round(x, 2) for x in v]}
                                for name, v in cold.items()}
-        for name in ("gateway", "gateway (log off)"):  # both arms' model ready behind it
+        for name in GATEWAYS:  # both arms' model ready behind it
             deadline = time.monotonic() + 120
             while status(running[name].port, "GET", "/health/all") != 200:
                 if time.monotonic() > deadline:
@@ -330,6 +335,8 @@ def paired(single: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "predictor / floor p50": per_round("predictor", "floor", lambda a, b: a / b),
         "gateway / gateway (log off) p50": per_round("gateway", "gateway (log off)",
                                                      lambda a, b: a / b),
+        "gateway / gateway (async acks) p50": per_round("gateway", "gateway (async acks)",
+                                                        lambda a, b: a / b),
     }
 
 
