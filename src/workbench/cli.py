@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import click
@@ -20,27 +18,8 @@ import click
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 
-def _console(stderr: bool = False) -> Any:
-    from workbench.report import console
-
-    return console(stderr)
-
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the workbench's own errors into one clear line and exit status 2."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from workbench.errors import WorkbenchError
-
-        try:
-            return fn(*args, **kwargs)
-        except WorkbenchError as exc:
-            detail = f" ({json.dumps(exc.detail, default=str)})" if exc.detail else ""
-            click.echo(f"error: {exc.message}{detail}", err=True)
-            sys.exit(2)
-
-    return wrapper
+from workbench.cli_common import console as _console  # noqa: E402
+from workbench.cli_common import friendly as _friendly  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -145,107 +124,6 @@ def _print_fit(posterior: Any, alias: str | None) -> None:
         console.print(f"alias {alias} -> this model")
 
 
-# -- models ------------------------------------------------------------------------------
-
-@main.group()
-def models() -> None:
-    """List, inspect, alias, roll back, export and import stored posteriors."""
-
-
-@models.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@_friendly
-def models_list(as_json: bool) -> None:
-    """Every workbench model in the store, newest first."""
-    from dataclasses import asdict
-
-    from rich.table import Table
-
-    from workbench import store
-
-    rows = store.list_models()
-    if as_json:
-        click.echo(json.dumps([asdict(m) for m in rows], default=str))
-        return
-    if not rows:
-        click.echo(f"no workbench models in {store.home()}; fit one with `workbench train`")
-        return
-    table = Table(show_header=True)
-    for col in ("tag", "model", "kind", "created", "diagnostics", "aliases"):
-        table.add_column(col)
-    for m in rows:
-        table.add_row(m.tag, m.model, m.kind, m.created, "ok" if m.diagnostics_ok else "FAILED",
-                      ", ".join(m.aliases))
-    _console().print(table)
-
-
-@models.command("show")
-@click.argument("ref")
-@click.option("--json", "as_json", is_flag=True)
-@_friendly
-def models_show(ref: str, as_json: bool) -> None:
-    """Everything a stored posterior says about itself (REF: alias, tag or name)."""
-    from workbench import store
-
-    posterior = store.get(ref)
-    out = {"tag": store.resolve(ref)} | posterior.attrs() | {
-        "aliases": [a for a, t in store.aliases().items() if t == store.resolve(ref)],
-        "draws": posterior.n_draws}
-    if as_json:
-        click.echo(json.dumps(out, default=str))
-        return
-    from rich.pretty import Pretty
-
-    _console().print(Pretty(out))
-
-
-@models.command("alias")
-@click.argument("alias")
-@click.argument("ref")
-@click.option("--force", is_flag=True, help="Even if the model's diagnostics failed.")
-@_friendly
-def models_alias(alias: str, ref: str, force: bool) -> None:
-    """Point ALIAS at REF (a tag, a name, or another alias)."""
-    from workbench import store
-
-    tag = store.set_alias(alias, ref, force=force)
-    click.echo(f"{alias} -> {tag}", err=True)
-    click.echo(tag)
-
-
-@models.command("rollback")
-@click.argument("alias")
-@_friendly
-def models_rollback(alias: str) -> None:
-    """Point ALIAS back at its previous target."""
-    from workbench import store
-
-    tag = store.rollback(alias)
-    click.echo(f"{alias} -> {tag}", err=True)
-    click.echo(tag)
-
-
-@models.command("export")
-@click.argument("ref")
-@click.argument("url")
-@_friendly
-def models_export(ref: str, url: str) -> None:
-    """Export REF to URL (a folder, a path, or an FS URL such as s3://bucket/key)."""
-    from workbench import store
-
-    click.echo(store.export(ref, url))
-
-
-@models.command("import")
-@click.argument("url")
-@_friendly
-def models_import(url: str) -> None:
-    """Import a model exported with `workbench models export`; prints its tag."""
-    from workbench import store
-
-    click.echo(store.import_(url))
-
-
 # -- predict -----------------------------------------------------------------------------
 
 @main.command()
@@ -290,42 +168,7 @@ def _print_predictions(records: list[dict[str, Any]], mass: float) -> None:
     _console().print(table)
 
 
-# -- build -------------------------------------------------------------------------------
-
-@main.group()
-def build() -> None:
-    """Build bentos (the tag is the last line printed)."""
-
-
-@build.command("predictor")
-@click.option("--model", "models", multiple=True, metavar="ALIAS_OR_TAG",
-              help="A model to serve (repeatable; the first is the default). "
-                   "Default: champion.")
-@click.option("--gpu", is_flag=True, help="Declare a GPU and install JAX's CUDA wheels.")
-@click.option("--remote", is_flag=True,
-              help="Build without a model: import it at startup from $WORKBENCH_MODEL_URL.")
-@click.option("--version", "version_", help="The bento version (default: generated).")
-@_friendly
-def build_predictor(models: tuple[str, ...], gpu: bool, remote: bool,
-                    version_: str | None) -> None:
-    """Build the Predictor bento; aliases are resolved to tags now."""
-    from workbench.build import build_predictor as _build
-
-    click.echo(_build(list(models), gpu=gpu, remote=remote, version_=version_))
-
-
-@build.command("experiment")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="Experiment YAML (default: $WORKBENCH_EXPERIMENT, else champion vs "
-                   "challenger).")
-@click.option("--version", "version_", help="The bento version (default: generated).")
-@_friendly
-def build_experiment(config_path: str | None, version_: str | None) -> None:
-    """Build the experiment gateway bento (with its Predictor and every arm's model)."""
-    from workbench.build import build_experiment as _build
-
-    click.echo(_build(config_path, version_=version_))
-
+# -- serve -------------------------------------------------------------------------------
 
 @main.command()
 @click.argument("bento", type=click.Choice(["predictor", "experiment"]))
@@ -467,15 +310,19 @@ def demo(samples: int, warmup: int, chains: int, traffic_seconds: float,
     click.echo(made["experiment"])
 
 
+from workbench.cli_build import build  # noqa: E402  (cli_build.py)
 from workbench.cli_db import db  # noqa: E402  (cli_db.py)
 from workbench.cli_events import events  # noqa: E402  (cli_events.py)
 from workbench.cli_experiment import experiment  # noqa: E402  (cli_experiment.py)
 from workbench.cli_keys import keys  # noqa: E402  (cli_keys.py)
+from workbench.cli_models import models  # noqa: E402  (cli_models.py)
 from workbench.cli_promote import promote  # noqa: E402  (its own module: cli_promote.py)
 
 main.add_command(experiment)
 main.add_command(promote)
 main.add_command(keys)
+main.add_command(build)
+main.add_command(models)
 main.add_command(events)
 main.add_command(db)
 

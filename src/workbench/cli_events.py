@@ -97,6 +97,6 @@ def _prune_one(eng: Any, name: str, cutoff: float, n: int, *, aggregate: bool) -
 
 
 def _run(fn: Any) -> Any:
-    from workbench.cli import _friendly  # cli.py registers this group at its end
+    from workbench.cli_common import friendly as _friendly
 
     return _friendly(fn)()

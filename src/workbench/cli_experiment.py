@@ -36,7 +36,7 @@ def experiment() -> None:
 
 
 def _run(fn: Any) -> Any:
-    from workbench.cli import _friendly  # cli.py registers this group at its end
+    from workbench.cli_common import friendly as _friendly
 
     return _friendly(fn)()
 

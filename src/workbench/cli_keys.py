@@ -31,7 +31,7 @@ def keys() -> None:
 
 
 def _run(fn: Any) -> Any:
-    from workbench.cli import _friendly  # cli.py registers this group at its end
+    from workbench.cli_common import friendly as _friendly
 
     return _friendly(fn)()
 

@@ -56,7 +56,7 @@ def next_steps(alias: str, tag: str, previous: str | None, *, image: str = IMAGE
 def promote(ref: str, alias: str, force: bool, image: str) -> None:
     """Point ALIAS (default champion) at ALIAS_OR_TAG and print what happens next; the tag
     is the last line."""
-    from workbench.cli import _friendly  # here: cli.py registers this command at its end
+    from workbench.cli_common import friendly as _friendly
 
     _friendly(_promote)(ref, alias, force, image)
 

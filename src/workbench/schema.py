@@ -18,7 +18,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+
+from workbench.errors import InputError
 
 metadata = sa.MetaData()
 
@@ -96,3 +100,14 @@ aggregates = sa.Table(
     sa.Column("stats", sa.JSON, nullable=False),  # workbench.aggregates' mergeable statistics
     sa.Column("updated", sa.Float, nullable=False),
 )
+
+
+def check_fits(table: str, row: dict[str, Any]) -> None:
+    """InputError (a 4xx) when a value is longer than its column (the database would refuse
+    the row after the request was acknowledged)."""
+    for column in metadata.tables[table].columns:
+        width = getattr(column.type, "length", None)
+        value = row.get(column.name)
+        if width and isinstance(value, str) and len(value) > width:
+            raise InputError(f"{column.name} is {len(value)} characters long",
+                             detail={"expected": f"at most {width} characters"})

@@ -43,7 +43,7 @@ import sqlalchemy as sa
 from workbench import metrics
 from workbench.errors import InputError, Unavailable
 from workbench.events import BRIEF, log_enabled
-from workbench.schema import metadata
+from workbench.schema import check_fits
 from workbench.sink import Sink
 from workbench.spool import Row, Spool, directory_for
 
@@ -58,17 +58,6 @@ class _Item:
     table: str
     row: dict[str, Any]
     future: concurrent.futures.Future[str] | None  # None: nobody waits (a shadow row)
-
-
-def check_fits(table: str, row: dict[str, Any]) -> None:
-    """InputError (a 4xx) when a value is longer than its column (the database would refuse
-    the row after the request was acknowledged)."""
-    for column in metadata.tables[table].columns:
-        width = getattr(column.type, "length", None)
-        value = row.get(column.name)
-        if width and isinstance(value, str) and len(value) > width:
-            raise InputError(f"{column.name} is {len(value)} characters long",
-                             detail={"expected": f"at most {width} characters"})
 
 
 class EventWriter:
