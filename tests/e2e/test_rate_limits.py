@@ -59,11 +59,11 @@ def replicas(redis_url, tmp_path_factory):
 
 
 async def load(urls: list[str], made: dict[str, str], until: float, clients: int = 6
-               ) -> list[tuple[str, str, float, int, str | None]]:
+               ) -> list[tuple[str, str, float, float, int, str | None]]:
     """Requests from ``clients`` concurrent clients of the limited key (spread over both
     replicas) and one of the other key, until the clock reaches ``until``: (key, replica,
-    time sent, status, Retry-After) each."""
-    out: list[tuple[str, str, float, int, str | None]] = []
+    time sent, time answered, status, Retry-After) each."""
+    out: list[tuple[str, str, float, float, int, str | None]] = []
     async with httpx.AsyncClient(timeout=30) as client:
         async def worker(i: int, name: str) -> None:
             n = 0
@@ -74,7 +74,7 @@ async def load(urls: list[str], made: dict[str, str], until: float, clients: int
                 r = await client.post(url + "/predict", json={"unit": f"u{i}-{n}",
                                                               "instances": ROWS},
                                       headers={"Authorization": f"Bearer {made[name]}"})
-                out.append((name, url, sent, r.status_code,
+                out.append((name, url, sent, time.time(), r.status_code,
                             r.headers.get("retry-after")))
         await asyncio.gather(*(worker(i, "limited") for i in range(clients)),
                              worker(0, "other"))
@@ -88,25 +88,30 @@ def test_two_replicas_on_one_redis_enforce_one_limit(replicas):
     first, last = math.floor(start) + 1, math.floor(start) + 5  # four whole seconds
     answers = asyncio.run(load(urls, made, until=last))
     limited = [a for a in answers if a[0] == "limited"]
-    assert {a[3] for a in limited} <= {200, 429}, Counter(a[3] for a in limited)
-    # Windows are whole seconds of the (shared) clock; a request is counted in the second it
-    # was sent (the limit is checked on arrival; an accepted answer then waits for its event
-    # to be durable and may come back in the next second).
-    accepted = Counter(math.floor(t) for _, _, t, status, _ in limited if status == 200)
-    refused = Counter(math.floor(t) for _, _, t, status, _ in limited if status == 429)
+    assert {a[4] for a in limited} <= {200, 429}, Counter(a[4] for a in limited)
+    # Windows are whole seconds of the (shared) clock, and the limit is counted when the
+    # request arrives: some time between sending it and its answer (which, for an accepted
+    # request, also waits for its event to be durable). A request is in second w for sure
+    # when it was sent and answered within w; one that straddles a second boundary could
+    # be in either and is left out of the per-second bound (a handful in each run).
+    accepted = Counter(math.floor(t) for _, _, t, _, status, _ in limited if status == 200)
+    surely = Counter(math.floor(t) for _, _, t, back, status, _ in limited
+                     if status == 200 and math.floor(t) == math.floor(back))
+    refused = Counter(math.floor(t) for _, _, t, _, status, _ in limited if status == 429)
     windows = range(first, last)
     total = sum(accepted[w] for w in windows)
-    print(f"\naccepted per second: {[accepted[w] for w in windows]} (limit {N}); "
+    print(f"\naccepted per second (by time sent): {[accepted[w] for w in windows]}, "
+          f"surely in that second: {[surely[w] for w in windows]} (limit {N}); "
           f"refused: {[refused[w] for w in windows]}; requests: {len(answers)}")
     assert all(refused[w] > 0 for w in windows), "the load must exceed the limit"
     assert abs(total - N * len(windows)) <= 0.1 * N * len(windows)
-    assert max(accepted[w] for w in windows) <= N
+    assert max(surely[w] for w in windows) <= N
     for url in urls:  # both replicas served some and refused some: one limit, shared
-        statuses = {a[3] for a in limited if a[1] == url}
+        statuses = {a[4] for a in limited if a[1] == url}
         assert statuses == {200, 429}, (url, statuses)
-    retry = {a[4] for a in limited if a[3] == 429}
+    retry = {a[5] for a in limited if a[4] == 429}
     assert retry == {"1"}  # whole seconds to the end of a one-second window
-    other = [a[3] for a in answers if a[0] == "other"]
+    other = [a[4] for a in answers if a[0] == "other"]
     assert other and set(other) == {200}, Counter(other)
     metrics = httpx.get(urls[0] + "/metrics", timeout=30).text
     assert 'workbench_rate_limited_total{group="predict"}' in metrics
