@@ -63,13 +63,15 @@ class Experiment:
     async def predict(
         self,
         unit: str | int,
-        instances: list[Any],
+        instances: list[Any] | None = None,
         interval_mass: Annotated[float, Field(gt=0, lt=1, strict=True)] = 0.9,
         draws: Annotated[int, Field(ge=0, strict=True)] = 0,
+        entities: list[dict[str, Any]] | None = None,
     ) -> JSON:
-        """The assigned arm's prediction, with request_id, experiment and arm."""
+        """The assigned arm's prediction, with request_id, experiment and arm; rows as
+        ``instances`` or as ``entities`` (features from the online feature store)."""
         return await serving.respond(self.gateway.predict(
-            unit, instances, interval_mass=interval_mass, draws=draws))
+            unit, instances, interval_mass=interval_mass, draws=draws, entities=entities))
 
     @bentoml.api(route="/feedback")
     async def feedback(self, request_id: str, outcome: Any) -> dict[str, Any]:

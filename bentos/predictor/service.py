@@ -71,14 +71,20 @@ class Predictor:
     @bentoml.api(route="/predict")
     async def predict(
         self,
-        instances: Annotated[list[Any], Field(examples=[EXAMPLE_INPUT["instances"]])],
+        instances: Annotated[list[Any] | None,
+                             Field(examples=[EXAMPLE_INPUT.get("instances")])] = None,
         model: str | None = None,
         interval_mass: Annotated[float, Field(gt=0, lt=1, strict=True)] = 0.9,
         draws: Annotated[int, Field(ge=0, strict=True)] = 0,
+        entities: list[dict[str, Any]] | None = None,
+        feature_service: str | None = None,
     ) -> JSON:
-        """Posterior-predictive summary per row; ``model`` is a tag, name or alias."""
+        """Posterior-predictive summary per row; ``model`` is a tag, name or alias. Rows are
+        ``instances``, or ``entities`` (entity keys, plus request-time values) whose
+        features come from the model's feature service's online store."""
         return await serving.respond(self.server.predict(
-            instances, model=model, interval_mass=interval_mass, draws=draws))
+            instances, model=model, interval_mass=interval_mass, draws=draws,
+            entities=entities, feature_service=feature_service))
 
     @bentoml.api(route="/models")
     async def models(self) -> dict[str, Any]:

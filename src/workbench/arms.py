@@ -12,6 +12,7 @@ the same id as the gateway's. Fallbacks and failed shadow calls are counted in
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import time
@@ -21,7 +22,14 @@ from typing import Any
 
 from workbench import trace
 from workbench.config import ExperimentConfig
-from workbench.errors import ArmFailed
+from workbench.errors import (
+    ArmFailed,
+    EntityNotFound,
+    InputError,
+    StaleFeatures,
+    WorkbenchError,
+)
+from workbench.errors_http import status_of
 from workbench.metrics import FALLBACKS, SHADOW_ERRORS
 
 logger = logging.getLogger("workbench.arms")
@@ -93,6 +101,9 @@ class ArmClient:
         try:
             return Served(await self.call(model=model.ref, **payload), model, status, None)
         except Exception as exc:
+            refused = client_error(exc)
+            if refused is not None:  # the request's fault (e.g. an unknown entity): no fallback
+                raise refused from None
             control = self.models[self.config.control_arm.name]
             if arm == control.arm or control.features != model.features:
                 logger.warning("arm %r (%s) failed with no fallback: %r", arm, model.tag, exc,
@@ -172,6 +183,25 @@ def keep_one_session(client: Any) -> None:
     if manager is not None and hasattr(manager, "max_requests"):
         manager.max_requests = sys.maxsize
         manager.max_age = float("inf")
+
+
+def client_error(exc: BaseException) -> WorkbenchError | None:
+    """The Predictor's 4xx answer (or, in process, its error) as the error to answer with,
+    else None: a request the Predictor refused is refused, not retried on another arm."""
+    if isinstance(exc, WorkbenchError):
+        return exc if 400 <= status_of(exc) < 500 else None
+    code = int(getattr(exc, "error_code", 0) or 0)
+    if not 400 <= code < 500:
+        return None
+    try:
+        body = json.loads(exc.message if hasattr(exc, "message") else str(exc))
+    except (TypeError, ValueError):
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    kind = {404: EntityNotFound, 422: StaleFeatures}.get(code, InputError)
+    return kind(str(body.get("error") or "the model refused the request"),
+                detail=body.get("detail"))
 
 
 def _transient(exc: BaseException) -> bool:

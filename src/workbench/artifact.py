@@ -53,6 +53,9 @@ class Posterior:
     sample_stats: dict[str, np.ndarray] = field(default_factory=dict)
     workbench_version: str = ""
     created: str = ""
+    # The feature service it was trained from (workbench.features.FeatureSpec.to_dict()):
+    # empty when trained on raw features.
+    features: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_draws(self) -> int:
@@ -75,7 +78,7 @@ class Posterior:
         """The JSON-able self-description stored with the draws."""
         keep = ("model", "kind", "options", "feature_names", "target_names", "y_loc",
                 "y_scale", "name", "sampler", "diagnostics", "scores", "data",
-                "workbench_version", "created")
+                "workbench_version", "created", "features")
         d = {k: v for k, v in asdict(self).items() if k in keep}
         return {"format": FORMAT, "model_id": self.model_id,
                 "draws_sha256": _draws_digest(self.samples)} | d
@@ -170,7 +173,7 @@ def load(path: str | Path, *, model: str | None = None, kind: str | None = None)
                               detail={"hint": "the file was altered or damaged; re-export it"})
     fields = {k: attrs[k] for k in (
         "model", "kind", "options", "y_loc", "y_scale", "name", "sampler", "diagnostics",
-        "scores", "data", "workbench_version", "created") if k in attrs}
+        "scores", "data", "workbench_version", "created", "features") if k in attrs}
     posterior = Posterior(
         feature_names=tuple(attrs["feature_names"]), target_names=tuple(attrs["target_names"]),
         samples=samples, sample_stats=stats, x_loc=x_loc, x_scale=x_scale, **fields)

@@ -45,7 +45,7 @@ def describe(served: Served) -> dict[str, Any]:
         "draws": p.n_draws,
         "buckets": list(pred.buckets),
         "device": pred.device,
-    }
+    } | ({"feature_service": served.features.describe()} if served.features else {})
 
 
 def sample_output(served: Served) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ exit with status 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -48,7 +49,14 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--dataset", help="A bundled dataset: breast_cancer, iris, wine, diabetes.")
 @click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
               help="A CSV file instead of a bundled dataset (needs --target).")
-@click.option("--target", help="The outcome column of --csv.")
+@click.option("--target", help="The outcome column of --csv or --entities.")
+@click.option("--features", "service", metavar="FEATURE_SERVICE",
+              help="Train on a Feast feature service (needs --entities and --target).")
+@click.option("--entities", type=click.Path(exists=True, dir_okay=False),
+              help="Parquet/CSV of entity keys, event_timestamp and --target: each row "
+                   "gets its features as of its timestamp (point-in-time correct).")
+@click.option("--feature-repo", type=click.Path(file_okay=False),
+              help="The Feast repository (default WORKBENCH_FEATURE_REPO).")
 @click.option("--name", help="Name in the model store (default MODEL-DATASET).")
 @click.option("--alias", help="Point this alias (e.g. champion) at the new model.")
 @click.option("--force", is_flag=True, help="Set --alias even if diagnostics fail.")
@@ -63,6 +71,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_friendly
 def train(model: str, dataset: str | None, csv_path: str | None, target: str | None,
+          service: str | None, entities: str | None, feature_repo: str | None,
           name: str | None, alias: str | None, force: bool, samples: int, warmup: int,
           chains: int, seed: int, test_fraction: float, options: tuple[str, ...],
           as_json: bool) -> None:
@@ -75,8 +84,19 @@ def train(model: str, dataset: str | None, csv_path: str | None, target: str | N
     from workbench import datasets, store
     from workbench.fit import DiagnosticsWarning, SamplerConfig, fit
 
-    data = datasets.load(dataset, csv=csv_path, target=target)
     err = _console(stderr=True)
+    spec = None
+    if service:
+        from workbench.features import dataset as feature_dataset
+
+        if not (entities and target):
+            raise click.UsageError("--features needs --entities PATH and --target COLUMN")
+        data, spec, dropped = feature_dataset(service, entities, target, repo=feature_repo)
+        err.print(f"features: {service} ({len(spec.names)} features, fingerprint "
+                  f"{spec.fingerprint[:19]}); {dropped} entity row(s) left out (no value as "
+                  "of their timestamp)")
+    else:
+        data = datasets.load(dataset, csv=csv_path, target=target)
     err.print(f"fitting [bold]{model}[/] on {data.name}: {len(data)} rows, "
               f"{len(data.feature_names)} features, {chains} chain(s) x "
               f"({warmup} warmup + {samples} draws)")
@@ -85,6 +105,8 @@ def train(model: str, dataset: str | None, csv_path: str | None, target: str | N
         posterior = fit(model, data, name=name, options=_parse_options(options),
                         config=SamplerConfig(warmup=warmup, samples=samples, chains=chains,
                                              seed=seed, test_fraction=test_fraction))
+    if spec is not None:
+        posterior = dataclasses.replace(posterior, features=spec.to_dict())
     for w in caught:
         if issubclass(w.category, DiagnosticsWarning):
             err.print(f"[bold yellow]warning:[/] {w.message}")
@@ -314,6 +336,7 @@ from workbench.cli_build import build  # noqa: E402  (cli_build.py)
 from workbench.cli_db import db  # noqa: E402  (cli_db.py)
 from workbench.cli_events import events  # noqa: E402  (cli_events.py)
 from workbench.cli_experiment import experiment  # noqa: E402  (cli_experiment.py)
+from workbench.cli_features import features  # noqa: E402  (cli_features.py)
 from workbench.cli_keys import keys  # noqa: E402  (cli_keys.py)
 from workbench.cli_models import models  # noqa: E402  (cli_models.py)
 from workbench.cli_promote import promote  # noqa: E402  (its own module: cli_promote.py)
@@ -325,6 +348,7 @@ main.add_command(build)
 main.add_command(models)
 main.add_command(events)
 main.add_command(db)
+main.add_command(features)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -8,6 +8,8 @@ Every error says what was wrong and what was expected. The tree::
     │   ├── CorruptArtifact              unreadable, truncated or altered on disk
     │   └── ArtifactMismatch             readable, but not what was asked for
     ├── ModelNotFound (LookupError)      no model, tag or alias by that name
+    ├── EntityNotFound (LookupError)     an entity the online feature store does not have
+    ├── StaleFeatures                    features older than their view's TTL (HTTP 422)
     ├── UnknownModelKind (LookupError)   no registered model function by that name
     ├── DiagnosticsRefused               an alias refused: the posterior failed its checks
     ├── DatasetError (ValueError)        a dataset or CSV that cannot be loaded
@@ -58,6 +60,14 @@ class ArtifactMismatch(ArtifactError):
 
 class ModelNotFound(WorkbenchError, LookupError):
     """No model, tag or alias by that name in the model store."""
+
+
+class EntityNotFound(WorkbenchError, LookupError):
+    """An entity key whose features the online feature store does not have (HTTP 404)."""
+
+
+class StaleFeatures(WorkbenchError):
+    """Online features older than their feature view's TTL (HTTP 422)."""
 
 
 class UnknownModelKind(WorkbenchError, LookupError):

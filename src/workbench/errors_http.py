@@ -33,10 +33,12 @@ from workbench import trace
 from workbench.batching import Overloaded
 from workbench.errors import (
     Conflict,
+    EntityNotFound,
     InputError,
     InvalidToken,
     KeyNotFound,
     ModelNotFound,
+    StaleFeatures,
     Unavailable,
     WorkbenchError,
 )
@@ -73,11 +75,13 @@ def status_of(exc: BaseException) -> int:
     Returns
     -------
     int
-        404, 401, 409 or 400 for what a client did wrong, 503 for what may succeed on a retry,
+        404, 401, 409, 422 or 400 for what a client did wrong, 503 for what may succeed on a retry,
         500 for everything else.
     """
-    if isinstance(exc, ModelNotFound | KeyNotFound):
+    if isinstance(exc, ModelNotFound | KeyNotFound | EntityNotFound):
         return 404
+    if isinstance(exc, StaleFeatures):
+        return 422
     if isinstance(exc, InvalidToken):
         return 401
     if isinstance(exc, Conflict):

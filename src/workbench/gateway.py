@@ -28,6 +28,7 @@ from workbench import bandit, control, events, feedback, guardrails, metrics, re
 from workbench.arms import ArmClient, ArmModel, PredictCall
 from workbench.config import ExperimentConfig
 from workbench.errors import ConfigError, InputError, ModelNotFound, Unavailable
+from workbench.inputs import check_entities
 from workbench.predict import (
     DEFAULT_MASS,
     MAX_RETURNED_DRAWS,
@@ -101,9 +102,12 @@ class Gateway:
 
     # -- predict ---------------------------------------------------------------------------
 
-    async def predict(self, unit: Any, instances: Any, *, interval_mass: Any = DEFAULT_MASS,
-                      draws: Any = 0) -> dict[str, Any]:
-        """``POST /predict``: the assigned arm's prediction plus request id, experiment, arm."""
+    async def predict(self, unit: Any, instances: Any = None, *,
+                      interval_mass: Any = DEFAULT_MASS, draws: Any = 0,
+                      entities: Any = None) -> dict[str, Any]:
+        """``POST /predict``: the assigned arm's prediction plus request id, experiment, arm.
+        Rows are ``instances``, or ``entities`` whose features the arm's Predictor reads
+        from the online feature store."""
         started = time.perf_counter()
         if isinstance(unit, bool) or not isinstance(unit, str | int) or unit == "" or \
                 len(str(unit)) > MAX_UNIT or "\x00" in str(unit):
@@ -112,9 +116,15 @@ class Gateway:
                              detail={"expected": f"the {self.config.unit} this request is for"})
         unit = str(unit)
         arm, status = self.live.route(unit)
-        rows = validate_rows(instances, self.models[arm].features, max_rows=self.max_rows)
-        payload = {"instances": rows.tolist(), "interval_mass": check_interval_mass(
-            interval_mass), "draws": check_draws(draws, MAX_RETURNED_DRAWS)}
+        if entities is None:
+            rows = validate_rows(instances, self.models[arm].features,
+                                 max_rows=self.max_rows).tolist()
+            payload = {"instances": rows}
+        else:
+            rows = check_entities(entities, instances, max_rows=self.max_rows)
+            payload = {"entities": rows}
+        payload |= {"interval_mass": check_interval_mass(interval_mass),
+                    "draws": check_draws(draws, MAX_RETURNED_DRAWS)}
         request_id = feedback.new_request_id()
         try:
             served = await self.arms.serve(arm, payload, status)
@@ -143,8 +153,9 @@ class Gateway:
             "request_id": request_id, "parent_id": parent_id, "ts": time.time(),
             "experiment": self.config.name, "arm": model.arm, "model_tag": body["model"],
             "unit": unit, "latency_ms": latency_ms, "status": status,
-            "fallback_from": fallback_from, "n_rows": len(payload["instances"]),
-            "summary": body["predictions"], "instances": self._inputs(payload["instances"])}
+            "fallback_from": fallback_from, "n_rows": len(body["predictions"]),
+            "summary": body["predictions"],
+            "instances": self._inputs(payload.get("instances") or payload["entities"])}
 
     def _inputs(self, rows: list[Any]) -> Any:
         if self.inputs == "raw":

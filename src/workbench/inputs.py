@@ -30,6 +30,34 @@ def check_draws(draws: Any, limit: int) -> int:
     return draws
 
 
+def check_entities(entities: Any, instances: Any = None, *, max_rows: int
+                   ) -> list[dict[str, Any]]:
+    """Entity rows as a gateway sees them (the Predictor checks them against the model's
+    feature service): a non-empty list of flat objects of strings and finite numbers."""
+    if instances is not None:
+        raise InputError("send either instances or entities, not both",
+                         detail={"hint": "request-time values go inside each entity row"})
+    if not isinstance(entities, list) or not entities:
+        raise InputError(f"entities must be a non-empty list of objects, got "
+                         f"{_typename(entities)}", detail={"expected": [{"<key>": "<id>"}]})
+    if len(entities) > max_rows:
+        raise InputError(f"{len(entities)} entity rows; at most {max_rows} per request")
+    for i, row in enumerate(entities):
+        if not isinstance(row, dict) or not row:
+            raise InputError(f"entity row {i} must be a non-empty object, got "
+                             f"{_typename(row)}", detail={"expected": {"<key>": "<id>"}})
+        for key, value in row.items():
+            ok = (isinstance(value, str) and len(value) <= 256 and "\x00" not in value) or (
+                isinstance(value, int) and not isinstance(value, bool)
+                and -2**63 <= value < 2**63) or (isinstance(value, float)
+                                                 and np.isfinite(value))
+            if not ok or len(key) > 128 or "\x00" in key:
+                raise InputError(f"entity row {i}: {key[:128]!r} must be a string (at most "
+                                 f"256 characters, no NUL) or a finite number, got "
+                                 f"{_typename(value)}")
+    return entities
+
+
 def validate_rows(instances: Any, features: Sequence[str], *, max_rows: int,
                   index: Mapping[str, int] | None = None) -> np.ndarray:
     """Check rows and return them as a ``(rows, features)`` float32 array."""

@@ -27,6 +27,7 @@ class Served:
     batcher: MicroBatcher
     aliases: list[str] = field(default_factory=list)
     sample_output: list[dict[str, Any]] | None = None
+    features: Any = None  # workbench.feature_lookup.OnlineFeatures: rows by entity key
 
     @property
     def name(self) -> str:

@@ -20,6 +20,11 @@ The event pipeline (:mod:`workbench.writer`, :mod:`workbench.spool`):
 
 The gateway and the Predictor: requests by arm and status, fallbacks, shadow errors,
 guardrail actions, the adaptive batcher's queue depth and batch sizes.
+
+Features by entity (:mod:`workbench.feature_lookup`): ``workbench_feature_rows_total{service,
+outcome}`` with outcome ``cache_hit``, ``online`` (read from the online store), ``missing``,
+``stale``, ``imputed``, ``refused``; ``workbench_feature_lookup_errors_total{service}`` (the
+online store failed: 503); ``workbench_feature_lookup_seconds{service}`` per batched call.
 """
 
 from __future__ import annotations
@@ -57,3 +62,10 @@ BATCH_QUEUE = Gauge("workbench_batcher_queue_depth", "Rows waiting in the adapti
                     ["model"], multiprocess_mode="livesum")
 BATCH_SIZE = Histogram("workbench_batcher_batch_size", "Rows per batched model call",
                        ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
+FEATURE_ROWS = Counter("workbench_feature_rows", "Entity rows by where their features came from",
+                       ["service", "outcome"])
+FEATURE_ERRORS = Counter("workbench_feature_lookup_errors",
+                         "Online feature store calls that failed", ["service"])
+FEATURE_SECONDS = Histogram("workbench_feature_lookup_seconds",
+                            "Seconds per batched online feature lookup", ["service"],
+                            buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .25, 1.0))

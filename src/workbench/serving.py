@@ -26,7 +26,7 @@ import numpy as np
 from workbench.artifact import Posterior
 from workbench.batching import MicroBatcher
 from workbench.card import build_info, describe, sample_output, seconds_since_process_start
-from workbench.errors import InputError, ModelNotFound, NotReady
+from workbench.errors import ConfigError, InputError, ModelNotFound, NotReady
 from workbench.errors_http import (  # noqa: F401 (re-exported: the bentos call serving.respond)
     RequestErrors,
     error_body,
@@ -128,9 +128,14 @@ class ModelServer:
     def _serve(self, tag: str, load: Callable[[str], Posterior]) -> Served:
         posterior = load(tag)
         predictor = Predictor(posterior, buckets=self.buckets, max_rows=self.max_rows)
+        features = None
+        if posterior.features:  # Feast is optional: imported only for such a model
+            from workbench import feature_lookup
+
+            features = feature_lookup.for_posterior(posterior)
         return Served(tag, posterior, predictor,
                       MicroBatcher(self._summarize(predictor), max_rows=self.buckets[-1],
-                                   name=tag))
+                                   name=tag), features=features)
 
     def _load_pending(self) -> None:
         """Call the pending model source until it succeeds, logging every failure; the
@@ -159,6 +164,12 @@ class ModelServer:
         self._load_pending()
         started = time.perf_counter()
         try:
+            if any(s.features for s in self.models.values()):
+                from workbench.feature_lookup import skew_error
+
+                self.error = skew_error(list(self.models.values()))
+                if self.error:
+                    return
             for served in self.models.values():
                 served.predictor.warmup()
         except Exception as exc:  # a model that cannot compile must not look ready
@@ -191,6 +202,12 @@ class ModelServer:
         if existing is not None and existing.tag == tag:
             return existing
         served = self._serve(tag, load or self._load)
+        if served.features is not None:
+            from workbench.feature_lookup import skew_error
+
+            error = skew_error([served])
+            if error:
+                raise ConfigError(error)
         served.predictor.warmup()
         served.sample_output = sample_output(served)
         return served
@@ -248,17 +265,28 @@ class ModelServer:
             raise NotReady(self.error or "the model is still compiling; retry shortly",
                            detail={"ready": False})
 
-    async def predict(self, instances: Any, *, model: str | None = None,
-                      interval_mass: Any = DEFAULT_MASS, draws: Any = 0) -> dict[str, Any]:
-        """``POST /predict``: validated alone, computed in a batch."""
+    async def predict(self, instances: Any = None, *, model: str | None = None,
+                      interval_mass: Any = DEFAULT_MASS, draws: Any = 0, entities: Any = None,
+                      feature_service: Any = None) -> dict[str, Any]:
+        """``POST /predict``: validated alone, computed in a batch; rows as ``instances``,
+        or as ``entities`` whose features come from the online feature store."""
         self._check_ready()
         served = self.resolve(model)
-        X = served.predictor.validate(instances)
         mass = check_interval_mass(interval_mass)
         n_draws = check_draws(draws, served.predictor.max_draws)
+        notes = None
+        if entities is not None or feature_service is not None:
+            from workbench.feature_lookup import request_rows
+
+            instances, notes = await request_rows(
+                served.features, served.tag, instances=instances, entities=entities,
+                service=feature_service, max_rows=self.max_rows)
+        X = served.predictor.validate(instances)
         arrays = await served.batcher.submit(mass, X)
-        pred = served.predictor.prediction(arrays, mass, n_draws)
-        return {"model": served.tag, "predictions": pred.records(), "interval_mass": mass}
+        records = served.predictor.prediction(arrays, mass, n_draws).records()
+        for record, note in zip(records, notes or (), strict=False):
+            record["features"] = note
+        return {"model": served.tag, "predictions": records, "interval_mass": mass}
 
     async def summarize(self, X: np.ndarray, *, model: str | None = None,
                         interval_mass: float = DEFAULT_MASS) -> tuple[Served, dict[str, Any]]:
