@@ -56,14 +56,15 @@ with_request = FeatureService(name="with_request", features=[usage, net])
 
 
 def _usage() -> pd.DataFrame:
-    """Accounts 1-3 with a value 10 days ago; account 1 changes 1 day ago; account 3 only
-    has a 40-day-old value (past the 30-day TTL)."""
+    """Accounts 1, 2 and 4 with a value 10 days ago; account 1 changes 1 day ago; account 3
+    only has a 40-day-old value (past the 30-day TTL); account 4 is for the push test."""
     return pd.DataFrame({
-        "account_id": [1, 2, 1, 3],
-        "spend": [10.0, 20.0, 99.0, 30.0],
-        "visits": [1.0, 2.0, 9.0, 3.0],
+        "account_id": [1, 2, 1, 3, 4],
+        "spend": [10.0, 20.0, 99.0, 30.0, 40.0],
+        "visits": [1.0, 2.0, 9.0, 3.0, 4.0],
         "event_timestamp": [NOW - timedelta(days=10), NOW - timedelta(days=10),
-                            NOW - timedelta(days=1), NOW - timedelta(days=40)]})
+                            NOW - timedelta(days=1), NOW - timedelta(days=40),
+                            NOW - timedelta(days=10)]})
 
 
 def _apply(repo, ttl_days: int = 30) -> None:
@@ -198,14 +199,14 @@ def test_a_push_is_served_after_the_cache_ttl(repo):
 
     cached = _online(repo, cache_seconds=3600)
     uncached = _online(repo, cache_seconds=0)
-    assert _resolve(cached, [{"account_id": 2}])[0][0, 0] == 20.0
+    assert _resolve(cached, [{"account_id": 4}])[0][0, 0] == 40.0
     features.open_store(repo).push("usage_push", pd.DataFrame({
-        "account_id": [2], "spend": [21.0], "visits": [2.0],
+        "account_id": [4], "spend": [41.0], "visits": [4.0],
         "event_timestamp": [datetime.now(UTC)]}), to=PushMode.ONLINE)
-    assert _resolve(uncached, [{"account_id": 2}])[0][0, 0] == 21.0
-    assert _resolve(cached, [{"account_id": 2}])[0][0, 0] == 20.0  # until its TTL
+    assert _resolve(uncached, [{"account_id": 4}])[0][0, 0] == 41.0
+    assert _resolve(cached, [{"account_id": 4}])[0][0, 0] == 40.0  # until its TTL
     cached.cache.clear()  # what the TTL's expiry does
-    assert _resolve(cached, [{"account_id": 2}])[0][0, 0] == 21.0
+    assert _resolve(cached, [{"account_id": 4}])[0][0, 0] == 41.0
 
 
 def test_spec_round_trips_through_the_artifact(repo, tmp_path):
@@ -262,3 +263,17 @@ def test_a_redefined_feature_service_keeps_the_server_not_ready(repo, monkeypatc
         server.error
     monkeypatch.setenv("WORKBENCH_FEATURE_SKEW", "warn")
     assert _served(repo, monkeypatch, trained).ready
+
+
+def test_feature_commands_say_what_to_install_without_feast(monkeypatch):
+    from click.testing import CliRunner
+
+    from workbench.cli import main
+
+    monkeypatch.setitem(__import__("sys").modules, "feast", None)  # as if not installed
+    with pytest.raises(ConfigError, match="Feast") as caught:
+        features.require_feast()
+    assert caught.value.detail == {"install": "pip install 'workbench[features]'"}
+    result = CliRunner().invoke(main, ["features", "check", "any-model"])
+    assert result.exit_code != 0
+    assert "workbench[features]" in result.output

@@ -19,7 +19,7 @@ from bentoml.validators import ContentType
 from pydantic import Field
 
 with bentoml.importing():
-    from workbench import access, follow, serving, store
+    from workbench import access, follow, predictor_http, serving, store
 
 ARGS = bentoml.use_arguments()
 GPU = str(getattr(ARGS, "gpu", "")).lower() in ("1", "true", "yes")
@@ -38,7 +38,7 @@ EXAMPLE_INPUT = serving.example_input(TAGS[0]) if TAGS else {"instances": [[0.0]
 JSON = Annotated[dict[str, Any], ContentType("application/json")]
 
 
-@bentoml.asgi_app(serving.http_app(lambda: bentoml.get_current_service().server), path="/")
+@bentoml.asgi_app(predictor_http.app(lambda: bentoml.get_current_service().server), path="/")
 @bentoml.service(
     name="predictor",
     workers=1,  # one process; batching fills both cores through XLA's threads (README)

@@ -22,6 +22,8 @@ from workbench.errors import ConfigError
 SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil", "sqlalchemy",
                     "alembic", "mako", "python-json-logger", "pyjwt", "cryptography",
                     "limits", "redis")
+# Added when a served model was trained from a Feast feature service (rows by entity key).
+FEATURE_PACKAGES = ("feast", "cachetools", "pandas", "pyarrow")
 
 
 def bentos_dir() -> Path:
@@ -71,7 +73,8 @@ def build_predictor(models: list[str] | None = None, *, gpu: bool = False,
         args["gpu"] = "true"
     name = "predictor" + ("-remote" if remote else "") + ("-gpu" if gpu else "")
     return _build("predictor", name=name, args=args,
-                  packages=requirements(gpu=gpu, extra=("s3fs",) if remote else ()),
+                  packages=requirements(gpu=gpu, extra=(("s3fs",) if remote else ())
+                              + _feature_packages(resolved.values())),
                   labels={"workbench.gpu": str(gpu).lower(),
                           "workbench.models": ".".join(t.replace(":", "-")
                                                        for t in resolved.values())[:63]
@@ -94,10 +97,18 @@ def build_experiment(config_path: str | None = None, *, version_: str | None = N
     return _build("experiment", name="experiment", args={
         "models": ",".join(f"{r}={t}" for r, t in resolved.items()),
         "experiment_config": "experiment.yaml"},
-        packages=requirements(extra=("pyyaml", "scipy", "psycopg",
-                                     "psycopg-binary")),
+        packages=requirements(extra=("pyyaml", "scipy", "psycopg", "psycopg-binary")
+                              + _feature_packages(resolved.values())),
         labels={"workbench.experiment": config.name}, version_=version_,
         files={"experiment.yaml": text})
+
+
+def _feature_packages(tags: Any) -> tuple[str, ...]:
+    """Feast and its cache when a model reads its features by entity key (the served
+    bento then needs ``WORKBENCH_FEATURE_REPO`` pointing at the feature repository)."""
+    from workbench import store
+
+    return FEATURE_PACKAGES if any(store.get(t).features for t in set(tags)) else ()
 
 
 def yaml_dump(value: Any) -> str:

@@ -66,8 +66,9 @@ def _spec(ref: str) -> tuple[str, object]:
 @friendly
 def check(model: str, repo: str | None, as_json: bool) -> None:
     """Does MODEL's feature service still resolve to the definitions it was trained on?"""
-    from workbench.features import compare, describe, freshness, open_store
+    from workbench.features import compare, describe, freshness, open_store, require_feast
 
+    require_feast()
     tag, recorded = _spec(model)
     fs = open_store(repo)
     current = describe(fs, recorded.service)

@@ -4,8 +4,10 @@
    more strongly regularised one (the challenger); print their diagnostics;
 2. store both in BentoML's model store and alias them;
 3. predict a few held-out rows locally, with their credible intervals;
-4. build the experiment bento (gateway + Predictor + both models) and serve it;
-5. send simulated traffic with outcome feedback, and print the Bayesian read-out.
+4. register and materialise the same data as a Feast feature repository (by patient_id;
+   skipped without the ``features`` extra) and read a patient's features back online;
+5. build the experiment bento (gateway + Predictor + both models) and serve it;
+6. send simulated traffic with outcome feedback, and print the Bayesian read-out.
 
 Each step says what it does; the last line of standard output is the experiment's URL
 (the server is stopped at the end unless ``keep_serving``).
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,7 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
     tags = {}
     for i, (alias, options) in enumerate((("champion", {}),
                                           ("challenger", {"prior_scale": 0.3}))):
-        step(f"{i + 1}/6 fit", f"{alias}: logistic regression {options or ''} on "
+        step(f"{i + 1}/7 fit", f"{alias}: logistic regression {options or ''} on "
              f"breast_cancer with NUTS ({chains} chains x {warmup} warmup + {samples} draws)")
         started = time.perf_counter()
         posterior = fit("logistic", data, name=f"demo-{alias}", options=options,
@@ -62,7 +65,7 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
         store.set_alias(alias, tags[alias], force=not d["ok"])
         console.print(f"    stored {tags[alias]} as {alias} (model store: {store.home()})")
 
-    step("3/6 predict", f"the {rows} least certain held-out rows, with 90% credible intervals")
+    step("3/7 predict", f"the {rows} least certain held-out rows, with 90% credible intervals")
     _, test = datasets.split(data, seed=0)
     predictor = Predictor(store.get("champion"))
     predictor.warmup()
@@ -76,6 +79,7 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
                       f"[{lo:.3f}, {hi:.3f}]", f"{r['std']:.3f}")
     console.print(table)
 
+    _features(step, console)
     experiment = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     config_path = Path(os.environ.get("WORKBENCH_HOME") or tempfile.gettempdir()) \
         / "demo-experiment.yaml"
@@ -84,13 +88,13 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
         f"name: {experiment}\narms:\n  - {{name: champion, model: champion, weight: 0.5}}\n"
         "  - {name: challenger, model: challenger, weight: 0.5}\nmetric: log_score\n"
         "decision: {prob_best: 0.95, min_outcomes: 100}\n")
-    step("4/6 build", f"the experiment bento (gateway + Predictor + both models), {experiment}")
+    step("5/7 build", f"the experiment bento (gateway + Predictor + both models), {experiment}")
     from workbench.build import build_experiment
 
     bento = build_experiment(str(config_path))
     console.print(f"    {bento}")
 
-    step("5/6 serve", f"bentoml serve {bento}, behind access control: an API key for the demo")
+    step("6/7 serve", f"bentoml serve {bento}, behind access control: an API key for the demo")
     from workbench import access
     from workbench.background import start
 
@@ -99,7 +103,7 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
     url = server.url
     try:
         console.print(f"    ready at {url}")
-        step("6/6 experiment", f"{traffic_seconds:.0f}s of simulated traffic ({rate:.0f} req/s) "
+        step("7/7 experiment", f"{traffic_seconds:.0f}s of simulated traffic ({rate:.0f} req/s) "
              "with outcome feedback, then the Bayesian read-out (metric: each model's log "
              "score on the observed outcomes)")
         from workbench.simulate import simulate
@@ -125,6 +129,37 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
             server.stop()
     return {"tags": tags, "bento": bento, "experiment": experiment, "url": url,
             "readout": readout, "server": server}
+
+
+def _features(step: Callable[[str, str], None], console: Console) -> None:
+    """Register and materialise the demo's Feast feature repository (breast_cancer by
+    patient_id), then read one patient's features back from the online store."""
+    from workbench.errors import ConfigError
+    from workbench.features import INSTALL, repo_path, require_feast
+
+    step("4/7 features", "the same data as Feast feature views by patient_id: register the "
+         "definitions, materialise them into the online store (SQLite)")
+    try:
+        require_feast()
+    except ConfigError:
+        console.print(f"    skipped: Feast is not installed ({INSTALL})")
+        return
+    from workbench import feature_demo
+    from workbench.features import describe, open_store
+
+    repo = feature_demo.init_repo(repo_path(), progress=lambda line: console.print(
+        f"    {line}"))
+    store = open_store(repo)
+    spec = describe(store, feature_demo.SERVICE)
+    first = {feature_demo.ENTITY_KEY: feature_demo.FIRST_PATIENT}
+    row = store.get_online_features(features=store.get_feature_service(spec.service),
+                                    entity_rows=[first]).to_dict()
+    shown = ", ".join(f"{n} {row[n][0]:.4g}" for n in spec.names[:3])
+    console.print(f"    {spec.service}: {len(spec.names)} features by {list(spec.entity_keys)}"
+                  f" in {repo}; online, patient {first[feature_demo.ENTITY_KEY]}: {shown}, ...")
+    console.print(f"    train on them: workbench train logistic --features {spec.service} "
+                  f"--entities {repo / 'data' / 'labels.parquet'} --target target; then "
+                  "POST /predict {\"entities\": [{\"patient_id\": 1000}]} (notebook 04)")
 
 
 def _demo_key(experiment: str) -> str:

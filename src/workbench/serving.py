@@ -130,9 +130,9 @@ class ModelServer:
         predictor = Predictor(posterior, buckets=self.buckets, max_rows=self.max_rows)
         features = None
         if posterior.features:  # Feast is optional: imported only for such a model
-            from workbench import feature_lookup
+            from workbench.feature_serving import for_posterior
 
-            features = feature_lookup.for_posterior(posterior)
+            features = for_posterior(posterior)
         return Served(tag, posterior, predictor,
                       MicroBatcher(self._summarize(predictor), max_rows=self.buckets[-1],
                                    name=tag), features=features)
@@ -165,7 +165,7 @@ class ModelServer:
         started = time.perf_counter()
         try:
             if any(s.features for s in self.models.values()):
-                from workbench.feature_lookup import skew_error
+                from workbench.feature_serving import skew_error
 
                 self.error = skew_error(list(self.models.values()))
                 if self.error:
@@ -203,7 +203,7 @@ class ModelServer:
             return existing
         served = self._serve(tag, load or self._load)
         if served.features is not None:
-            from workbench.feature_lookup import skew_error
+            from workbench.feature_serving import skew_error
 
             error = skew_error([served])
             if error:
@@ -276,7 +276,7 @@ class ModelServer:
         n_draws = check_draws(draws, served.predictor.max_draws)
         notes = None
         if entities is not None or feature_service is not None:
-            from workbench.feature_lookup import request_rows
+            from workbench.feature_serving import request_rows
 
             instances, notes = await request_rows(
                 served.features, served.tag, instances=instances, entities=entities,
@@ -340,28 +340,3 @@ class ModelServer:
             "device": lead.predictor.device,
             "build": build_info() | {"bento": self.bento or "served from source"},
         }
-
-
-def http_app(get_server: Callable[[], ModelServer]) -> Any:
-    """GET ``/metadata``, the Open Inference Protocol under ``/v2`` and the service's
-    OpenAPI document (``/docs.json``, :func:`workbench.openapi.document`), as one ASGI app."""
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse, RedirectResponse
-    from starlette.routing import Mount, Route
-
-    from workbench import oip, openapi
-
-    async def metadata(_: Any) -> JSONResponse:
-        return JSONResponse(get_server().metadata())
-
-    async def docs(_: Any) -> RedirectResponse:  # BentoML serves its Swagger UI at /
-        return RedirectResponse("/")
-
-    def documented() -> dict[str, Any]:
-        return oip.openapi(get_server()) | {"/metadata": openapi.json_get(
-            "What clients must send and what they get back, per model")}
-
-    app = Starlette(routes=[Route("/metadata", metadata), Route("/docs", docs),
-                            Mount("/v2", app=oip.app(get_server))])
-    app.add_route("/docs.json", openapi.endpoint(openapi.current_service, app, documented))
-    return app

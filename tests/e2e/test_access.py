@@ -11,7 +11,7 @@ import httpx
 import pytest
 from servers import wait_for
 
-from workbench import gateway_http, keys, serving
+from workbench import gateway_http, keys, predictor_http
 
 from .conftest import serve_experiment, serve_secured_predictor
 
@@ -195,7 +195,7 @@ def run_valid(client: httpx.Client, world, service: str) -> set[tuple[str, str]]
 
 
 def test_the_walk_lists_every_route_of_the_mounted_apps():
-    predictor_app = serving.http_app(lambda: None)
+    predictor_app = predictor_http.app(lambda: None)
     gateway_app = gateway_http.app(lambda: None, lambda: None)
     ignore = {("GET", "/docs.json")}  # the document itself, walked among PAGES
     assert starlette_routes(predictor_app) - ignore == PREDICTOR_MOUNTED

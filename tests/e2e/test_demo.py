@@ -25,8 +25,8 @@ def test_demo_runs_from_an_empty_store(tmp_path):
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     experiment = out.stdout.strip().splitlines()[-1]
-    for text in ("1/6 fit", "R-hat", "stored", "90% interval", "4/6 build", "ready at",
-                 "P(best)", "decision:"):
+    for text in ("1/7 fit", "R-hat", "stored", "90% interval", "4/7 features",
+                 "online, patient 1000", "5/7 build", "ready at", "P(best)", "decision:"):
         assert text in out.stdout, text
     eng = events.engine(f"sqlite:///{tmp_path / 'wb' / 'events.db'}")
     data = events.read(eng, experiment)
