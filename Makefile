@@ -65,7 +65,7 @@ system-deps:
 	fi
 
 test: venv system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 bench: venv
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -7,7 +7,9 @@
    under ``.workbench/bench`` and served by everything below;
 2. (a) the predictive summary in process, against ``jit(Predictive)`` + ``jnp.quantile``;
 3. (c), (b), (e) the servers: cold start, latency at 1 client, throughput at 64 clients
-   (``bench_http.py``).
+   (``bench_http.py``);
+4. (f) the Predictor by entity key (Feast) against the same rows as raw features, and the
+   feature lookup's share, cache on and off (``bench_features.py``; skipped without Feast).
 
 Raw numbers go to ``.workbench/bench/results.json``; RESULTS.md is written from them.
 ``--quick`` takes fewer repeats (a smoke run; its spreads are wide).
@@ -16,6 +18,7 @@ Raw numbers go to ``.workbench/bench/results.json``; RESULTS.md is written from 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -39,7 +42,8 @@ def machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    packages = ("jax", "numpyro", "bentoml", "fastapi", "uvicorn", "starlette", "aiohttp")
+    packages = ("jax", "numpyro", "bentoml", "fastapi", "uvicorn", "starlette", "aiohttp") + (
+        ("feast",) if importlib.util.find_spec("feast") else ())
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -101,6 +105,15 @@ def main() -> None:
     results["http"] = bench_http.run(
         row, workdir, log=log, **({"rounds": 2, "cold_rounds": 1, "requests": 150,
                                    "seconds": 2.0} if args.quick else {}))
+    log("(f) Predictor by entity key (Feast) against raw features; the lookup's share")
+    if importlib.util.find_spec("feast") is None:
+        log("  skipped: Feast is not installed (pip install 'workbench[features]')")
+    else:
+        import bench_features
+
+        results["features"] = bench_features.run(
+            workdir, log=log, **(bench_features.QUICK if args.quick else {})
+        ) | {"quick": args.quick}
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["minutes"] = round((time.time() - started) / 60, 1)
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
@@ -187,7 +200,27 @@ def summary(r: dict[str, Any]) -> list[list[str]]:
            f"{rps['gateway']:.0f} req/s (durable)",
            f"{rps['gateway (async acks)']:.0f} req/s (async)",
            f"{rps['gateway'] / rps['gateway (async acks)']:.2f}×", "—", "—"]]
-         if "gateway (async acks)" in p50 else [])
+         if "gateway (async acks)" in p50 else []) + features_summary(r)
+
+
+def features_summary(r: dict[str, Any]) -> list[list[str]]:
+    """Figure (f)'s rows: by entity key, cache on / off, against raw features."""
+    if "features" not in r:
+        return []
+    from bench_features import CACHED, RAW, UNCACHED
+
+    x = r["features"]
+    p50 = {n: v["p50_ms"]["median"] for n, v in x["one_client"].items()}
+    rps = {n: v["throughput_rps"]["median"] for n, v in x["many_clients"].items()}
+    return [
+        ["(f) p50 by entity key, 1 client", f"{p50[CACHED]:.2f} ms (cache) / "
+         f"{p50[UNCACHED]:.2f} ms (no cache)", f"raw features {p50[RAW]:.2f} ms",
+         f"{p50[CACHED] / p50[RAW]:.2f}× / {p50[UNCACHED] / p50[RAW]:.2f}×", "—", "—"],
+        [f"(f) throughput by entity key, {x['clients']} clients",
+         f"{rps[CACHED]:.0f} req/s (cache) / {rps[UNCACHED]:.0f} req/s (no cache)",
+         f"raw features {rps[RAW]:.0f} req/s",
+         f"{rps[CACHED] / rps[RAW]:.2f}× / {rps[UNCACHED] / rps[RAW]:.2f}×", "—", "—"],
+    ]
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -217,7 +250,7 @@ Shared with other engineers' test suites: load average {m['load_average_at_start
 the start, {m['load_average_at_end'][0]:.2f} at the end. Python {m['python']}, JAX {v['jax']},
 NumPyro {v['numpyro']}, BentoML {v['bentoml']}, FastAPI {v['fastapi']}, uvicorn
 {v['uvicorn']}, Starlette {v['starlette']}, aiohttp {v['aiohttp']} (load generator),
-workbench {v['workbench']}.
+{f"Feast {v['feast']}, " if 'feast' in v else ''}workbench {v['workbench']}.
 
 ## Summary
 
@@ -328,10 +361,21 @@ which makes `workbench.writer.EventWriter` a no-op), measured in the same rounds
              [f"throughput, {h['clients']} clients",
               f"{rps_on:.1f} req/s", f"{rps_async:.1f} req/s" if rps_async else "—",
               f"{rps_off:.1f} req/s", f"{rps_on / rps_off:.2f}×"]]),
+        features_section(r),
         "\n" + notes(r),
         "\n## On a GPU\n\nNot part of `make bench` (this machine has no GPU): "
         "`benchmarks/gpu_check.sh` on a lent NVIDIA H100, results in `benchmarks/GPU.md`.\n"]
     return "\n".join(out)
+
+
+def features_section(r: dict[str, Any]) -> str:
+    """Figure (f), or why it is missing."""
+    if "features" not in r:
+        return ("\n## (f) Rows by entity key (Feast) against raw features\n\nNot measured in "
+                "this run (Feast is not installed: `pip install 'workbench[features]'`).\n")
+    import bench_features
+
+    return bench_features.render(r["features"], r["command"])
 
 
 CLASSIC_ERRORS = """
