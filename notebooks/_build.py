@@ -423,10 +423,229 @@ print(list(audit.action), "| concluded by this notebook's key:",
 """),
 ]
 
+FEATURES = [
+    md("""
+# 4 · Features by entity key (Feast)
+
+A model trained on columns computed one way and served columns computed another is wrong
+without an error (training/serving skew). With a Feast feature store, training and
+serving read one definition: train on a **feature service**'s point-in-time-correct
+history, serve by entity key from its online store, and let the fingerprint of the
+definitions that the artifact records refuse a redefinition before it skews an answer.
+Define → materialise → train → serve → catch skew, on the demo's repository (the breast
+cancer data by `patient_id`) in a temporary directory. Needs `workbench[features]`.
+"""),
+    code("""
+# Parameters (papermill convention): small defaults; the tests override them.
+warmup, samples, chains = 500, 1000, 2
+seed = 0
+patient = 1001  # whose mean_radius is re-measured after their label was recorded
+new_radius = 30.0
+""", "parameters"),
+    code("""
+import dataclasses
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from workbench import feature_demo, features, store
+from workbench.errors_http import status_of
+from workbench.feature_demo import ENTITY_KEY, SERVICE
+from workbench.fit import SamplerConfig, fit
+from workbench.serving import ModelServer
+from workbench.widgets import summary
+
+workdir = Path(tempfile.mkdtemp(prefix="workbench-features-"))
+now = datetime.now(UTC)  # the demo's data: measured 10 days before, labelled 5 days before
+"""),
+    md("""
+## Define
+
+The definitions are plain Feast Python (`workbench/feature_repo/definitions.py`): the
+entity `patient` (join key `patient_id`); three feature views of ten measurements each
+(`nuclei_mean`, `nuclei_error`, `nuclei_worst`), with a 30-day TTL, read from parquet
+files and fed online by push sources; an on-demand feature computed from two of them;
+and the feature service `diagnosis_v1`, which fixes the features a model is trained and
+served on, in order:
+"""),
+    code("""
+source = (feature_demo.PACKAGED_REPO / "definitions.py").read_text()
+print(source[source.index("@on_demand_feature_view"):].strip())
+"""),
+    md("""
+## Materialise
+
+`init_repo` copies the repository to a directory, writes the data there as parquet (the
+offline store), registers the definitions (`feast apply`) and materialises the latest
+values into the online store: SQLite here, Redis in production. `workbench features init`
+does the same into `$WORKBENCH_HOME/features`.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+repo = feature_demo.init_repo(workdir / "features", now=now, progress=print)
+fs = features.open_store(repo)
+spec = features.describe(fs, SERVICE)
+print("fingerprint of the definitions:", spec.fingerprint)
+"""),
+    code("""
+print(f"{spec.service}: {len(spec.names)} features by {spec.entity_keys}")
+views = pd.DataFrame([{"view": v, "features": list(spec.views.values()).count(v),
+                       "TTL (days)": spec.ttl_seconds.get(v, 0) / 86400,
+                       "on demand": v in spec.on_demand}
+                      for v in dict.fromkeys(spec.views.values())])
+print(views.to_string(index=False))
+"""),
+    md("""
+## Train from features, point-in-time correct
+
+Each label was known at a time (the entity frame's `event_timestamp`; here 5 days ago).
+A training row must see each feature as it was **then**, never a later value, or the
+model learns from the future. Say patient 1001 is re-measured yesterday: the new
+`mean_radius` reaches the online store and the offline store through the view's push
+source, as a streaming job would send it.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+from feast.data_source import PushMode
+
+table, labels = feature_demo.tables(now=now)
+columns = [ENTITY_KEY, "event_timestamp", "created",
+           *(f.name for f in fs.get_feature_view("nuclei_mean").features)]
+yesterday = pd.Timestamp(now - timedelta(days=1)).tz_localize(None)  # the files' naive UTC
+remeasured = table.loc[table[ENTITY_KEY] == patient, columns].reset_index(drop=True).assign(
+    mean_radius=new_radius, event_timestamp=yesterday, created=yesterday)
+fs.push("nuclei_mean_push", remeasured, to=PushMode.ONLINE_AND_OFFLINE)
+label = int(labels.set_index(ENTITY_KEY).target[patient])
+asked = pd.DataFrame({ENTITY_KEY: patient, "target": label,
+                      "event_timestamp": [now - timedelta(days=5), now]})
+history, _, _ = features.training_frame(fs, SERVICE, asked, "target")
+"""),
+    code("""
+print(f"patient {patient}'s mean_radius in a training row")
+print(history.assign(label=["5 days ago", "now"])[["label", "mean_radius"]].to_string(
+    index=False))
+"""),
+    md("""
+The training set joins the label table (every patient, labelled 5 days ago) the same way
+(`features.dataset`, what `workbench train logistic --features diagnosis_v1 --entities
+labels.parquet --target target` calls), so patient 1001 trains on the old value. The
+artifact records the feature service, its features in order, the entity keys, the TTLs
+and the fingerprint (`posterior.features`).
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+data, spec, dropped = features.dataset(SERVICE, labels, "target", repo=repo)
+frame, _, _ = features.training_frame(fs, SERVICE, labels, "target")
+config = SamplerConfig(warmup=warmup, samples=samples, chains=chains, seed=seed)
+posterior = fit("logistic", data, name="notebook-features", config=config, progress=False)
+posterior = dataclasses.replace(posterior, features=spec.to_dict())
+tag = store.save(posterior)
+print(summary(posterior))
+print(tag)
+"""),
+    code("""
+print(f"{len(data)} rows, {dropped} left out; features in the service's order:",
+      data.feature_names == spec.names)
+print("a training row with the value pushed yesterday:", new_radius in set(frame.mean_radius))
+print("stored:", store.get(tag).features["service"],
+      store.get(tag).features["fingerprint"] == spec.fingerprint)
+"""),
+    md("""
+## Serve by entity key
+
+`ModelServer` is what the Predictor bento runs (here in process). A model trained from
+a feature service also takes `entities`: the server reads their features from the online
+store at `WORKBENCH_FEATURE_REPO` (one batched call per micro-batch, cached 5 seconds),
+so a client sends only `{"patient_id": 1001}`; over HTTP, `POST /predict` with
+`{"entities": [...]}` on the Predictor, plus `"unit"` on the experiment gateway. Each
+prediction says where its features came from.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+os.environ["WORKBENCH_FEATURE_REPO"] = str(repo)
+server = ModelServer({"notebook-features": tag}, load=store.get, buckets=(1, 4))
+server.warmup()
+by_entity = await server.predict(entities=[{ENTITY_KEY: patient}])
+online = fs.get_online_features(features=fs.get_feature_service(SERVICE),
+                                entity_rows=[{ENTITY_KEY: patient}]).to_df()[list(spec.names)]
+by_row = await server.predict(instances=online.to_numpy().tolist())
+by_entity
+"""),
+    code("""
+note = by_entity["predictions"][0].pop("features")
+print("ready:", server.ready, "| the online row has yesterday's value:",
+      online.mean_radius[0] == new_radius)
+print("by entity == by raw row:", by_entity["predictions"] == by_row["predictions"])
+print(f"features: {note['status']}, the oldest {note['age_seconds'] / 86400:.0f} days old")
+print(server.metadata()["models"][tag]["feature_service"]["policy"])
+"""),
+    md("""
+An entity the store does not have is a 404, a key of the wrong type a 400, a value older
+than its view's TTL a 422 (`WORKBENCH_FEATURE_MISSING` and `WORKBENCH_FEATURE_STALE`
+choose to impute the training mean, or to serve it marked stale, instead):
+"""),
+    code("""
+for rows in ([{ENTITY_KEY: 99}], [{ENTITY_KEY: str(patient)}]):
+    try:
+        await server.predict(entities=rows)
+    except Exception as exc:
+        print(status_of(exc), exc)
+"""),
+    md("""
+## Catch skew
+
+Now someone shortens `nuclei_mean`'s TTL to 7 days and re-applies the definitions (here
+in a copy of the repository; the served one stays as it is). The model was trained on
+the old definitions: `features.compare` (and `workbench features check MODEL`, which
+exits 1 for a deployment pipeline) says what changed.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+changed = workdir / "features-changed"
+shutil.copytree(repo, changed)
+fs_changed = features.open_store(changed)
+view = fs_changed.get_feature_view("nuclei_mean")
+view.ttl = timedelta(days=7)
+fs_changed.apply([view])
+trained_on = features.FeatureSpec.from_dict(store.get(tag).features)
+problems = features.compare(trained_on, features.describe(fs_changed, SERVICE))
+problems
+"""),
+    code("""
+print(len(problems), "difference:", problems[0].split(" (fingerprint")[0])
+"""),
+    md("""
+A server on the changed repository stays up but **not ready**, and says why, until the
+model is retrained, the definitions are restored, or `WORKBENCH_FEATURE_SKEW=warn`
+serves anyway:
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+os.environ["WORKBENCH_FEATURE_REPO"] = str(changed)
+refused = ModelServer({"notebook-features": tag}, load=store.get, buckets=(1, 4))
+refused.warmup()
+print(refused.error)
+"""),
+    code("""
+print("ready:", refused.ready, "| says why:", "training/serving skew" in refused.error)
+try:
+    await refused.predict(entities=[{ENTITY_KEY: patient}])
+except Exception as exc:
+    print(status_of(exc), type(exc).__name__)
+del os.environ["WORKBENCH_FEATURE_REPO"]
+shutil.rmtree(workdir)
+"""),
+]
+
 NOTEBOOKS = {
     "01_fit_and_diagnose.ipynb": FIT,
     "02_package_and_serve.ipynb": SERVE,
     "03_experiment.ipynb": EXPERIMENT,
+    "04_features.ipynb": FEATURES,
 }
 
 

@@ -382,3 +382,74 @@ def test_without_a_gateway_the_pipeline_tab_says_how_to_configure_one(monkeypatc
     assert "No gateway configured" in panel.view().object
     monkeypatch.setenv(dashboard_pipeline.GATEWAY_ENV, "http://g1:3000, http://g2:3000/")
     assert dashboard_pipeline.PipelinePanel().gateways == ["http://g1:3000", "http://g2:3000"]
+
+
+def _tabulator(view, name: str):
+    import panel as pn
+
+    for table in view.select(pn.widgets.Tabulator):
+        if table.name == name:
+            return table.value
+    raise AssertionError(f"no table named {name!r}")
+
+
+def test_the_models_tab_shows_feature_services_and_the_online_stores_freshness(
+        tmp_path, monkeypatch):
+    # Wait for the ArviZ import that workbench.dashboard starts on a thread: under pytest's
+    # assertion rewriting it compiles ASTs there, and Feast's import (typeguard) compiling
+    # others at the same time trips CPython 3.11's "AST constructor recursion depth
+    # mismatch" (seen in 3 runs of 5).
+    import arviz  # noqa: F401
+
+    pytest.importorskip("feast")
+    import sys
+    from dataclasses import replace
+    from datetime import timedelta
+
+    import panel as pn
+
+    from workbench import dashboard_features, feature_demo, features
+
+    repo = feature_demo.init_repo(tmp_path / "features")
+    spec = features.describe(features.open_store(repo), feature_demo.SERVICE)
+    tag = store.save(replace(make_posterior("binary", n_features=len(spec.names),
+                                            name="dash-features"), features=spec.to_dict()))
+    plain = store.save(make_posterior("binary", name="dash-plain"))
+    monkeypatch.setenv("WORKBENCH_FEATURE_REPO", str(repo))
+    app = dashboard.Dashboard(db_url=f"sqlite:///{tmp_path / 'dash.db'}")
+
+    view = app.features_view()
+    services = _tabulator(view, "feature-services").set_index("tag")
+    assert plain not in services.index
+    assert services.loc[tag, ["feature service", "features", "fingerprint", "definitions"]
+                        ].tolist() == ["diagnosis_v1", 31, spec.fingerprint[:19], "match"]
+    fresh = _tabulator(view, "feature-views")
+    assert fresh["view"].tolist() == ["nuclei_error", "nuclei_mean", "nuclei_worst"]
+    assert (fresh["TTL"] == "30d").all() and fresh["within TTL"].all()
+    assert fresh["age"].str.fullmatch(r"\d+s|\d+m( \d+s)?").all()  # materialised just now
+
+    # Redefined since training: the repository's TTL is shown, the model's row says so.
+    fs = features.open_store(repo)
+    mean = fs.get_feature_view("nuclei_mean")
+    mean.ttl = timedelta(days=7)
+    fs.apply([mean])
+    view = app.features_view()
+    assert _tabulator(view, "feature-services").set_index("tag").loc[
+        tag, "definitions"] == "CHANGED"
+    assert _tabulator(view, "feature-views").set_index("view").loc[
+        "nuclei_mean", "TTL"] == "7d"
+
+    # No repository, or no Feast: the services are still listed, the store's part says why.
+    monkeypatch.setenv("WORKBENCH_FEATURE_REPO", str(tmp_path / "nowhere"))
+    view = app.features_view()
+    assert "no feature repository at" in _pane(view, "feature-store-problem").object
+    assert _tabulator(view, "feature-services").set_index("tag").loc[
+        tag, "definitions"] == "unknown"
+    assert not [t for t in view.select(pn.widgets.Tabulator) if t.name == "feature-views"]
+    monkeypatch.setitem(sys.modules, "feast", None)  # import feast raises ImportError
+    monkeypatch.setenv("WORKBENCH_FEATURE_REPO", str(repo))
+    assert "no feature repository: Feast is not installed" in _pane(
+        app.features_view(), "feature-store-problem").object
+
+    assert [dashboard_features.duration(s) for s in (0, 59, 3600, 90061, 30 * 86400)] == [
+        "0s", "59s", "1h", "1d 1h", "30d"]

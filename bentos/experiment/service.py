@@ -67,11 +67,13 @@ class Experiment:
         interval_mass: Annotated[float, Field(gt=0, lt=1, strict=True)] = 0.9,
         draws: Annotated[int, Field(ge=0, strict=True)] = 0,
         entities: list[dict[str, Any]] | None = None,
+        feature_service: str | None = None,
     ) -> JSON:
         """The assigned arm's prediction, with request_id, experiment and arm; rows as
         ``instances`` or as ``entities`` (features from the online feature store)."""
         return await serving.respond(self.gateway.predict(
-            unit, instances, interval_mass=interval_mass, draws=draws, entities=entities))
+            unit, instances, interval_mass=interval_mass, draws=draws, entities=entities,
+            feature_service=feature_service))
 
     @bentoml.api(route="/feedback")
     async def feedback(self, request_id: str, outcome: Any) -> dict[str, Any]:

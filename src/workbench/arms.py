@@ -27,6 +27,7 @@ from workbench.errors import (
     EntityNotFound,
     InputError,
     StaleFeatures,
+    Unavailable,
     WorkbenchError,
 )
 from workbench.errors_http import status_of
@@ -187,21 +188,30 @@ def keep_one_session(client: Any) -> None:
 
 def client_error(exc: BaseException) -> WorkbenchError | None:
     """The Predictor's 4xx answer (or, in process, its error) as the error to answer with,
-    else None: a request the Predictor refused is refused, not retried on another arm."""
+    else None: a request the Predictor refused is refused, not retried on another arm; so
+    is a 503 of the online feature store, which the control arm would meet as well."""
     if isinstance(exc, WorkbenchError):
-        return exc if 400 <= status_of(exc) < 500 else None
+        return exc if 400 <= status_of(exc) < 500 or _features_down(exc.detail) else None
     code = int(getattr(exc, "error_code", 0) or 0)
-    if not 400 <= code < 500:
-        return None
     try:
         body = json.loads(exc.message if hasattr(exc, "message") else str(exc))
     except (TypeError, ValueError):
         body = {}
     if not isinstance(body, dict):
         body = {}
+    if code == 503 and _features_down(body.get("detail")):
+        # The online feature store is down: the control arm reads the same store.
+        return Unavailable(str(body.get("error")), detail=body.get("detail"))
+    if not 400 <= code < 500:
+        return None
     kind = {404: EntityNotFound, 422: StaleFeatures}.get(code, InputError)
     return kind(str(body.get("error") or "the model refused the request"),
                 detail=body.get("detail"))
+
+
+def _features_down(detail: Any) -> bool:
+    """An error of the Predictor's online feature lookup (see workbench.feature_lookup)."""
+    return isinstance(detail, dict) and "feature service" in detail
 
 
 def _transient(exc: BaseException) -> bool:

@@ -5,6 +5,7 @@ what was built and how long the process took to be ready.
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from typing import Any
@@ -38,8 +39,8 @@ def describe(served: Served) -> dict[str, Any]:
         "sample_input": {"instances": [sample], "model": served.tag},
         "sample_output": {"model": served.tag, "interval_mass": DEFAULT_MASS,
                           "predictions": served.sample_output},
-        "diagnostics": p.diagnostics,
-        "scores": p.scores,
+        "diagnostics": finite(p.diagnostics),  # one chain has no R-hat: NaN, served as null
+        "scores": finite(p.scores),
         "sampler": p.sampler,
         "data": p.data,
         "draws": p.n_draws,
@@ -71,3 +72,14 @@ def seconds_since_process_start() -> float:
     import psutil
 
     return time.time() - psutil.Process().create_time()
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity (which JSON cannot carry) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value

@@ -4,8 +4,9 @@ Everything it shows comes from ``workbench`` (the event store through
 :mod:`workbench.events`, models through :mod:`workbench.store`); there is no SQL here. The
 read-out is :func:`workbench.readout.read_out`, the same as ``GET /analysis`` and
 ``workbench analyze``. ``dashboards/workbench.py`` serves :class:`Dashboard`; its tables
-come from :mod:`workbench.dashboard_data` (pure) and the Experiments tab's lifecycle
-buttons and audit trail from :mod:`workbench.dashboard_control`.
+come from :mod:`workbench.dashboard_data` (pure), the Experiments tab's lifecycle
+buttons and audit trail from :mod:`workbench.dashboard_control`, and the Models tab's
+feature services and online-store freshness from :mod:`workbench.dashboard_features`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from workbench import control, event_reads, events, readout, store
+from workbench import control, dashboard_features, event_reads, events, readout, store
 from workbench import dashboard_data as frames
 from workbench.config import ExperimentConfig
 from workbench.dashboard_control import Confirmation, ControlPanel
@@ -268,6 +269,11 @@ class Dashboard(pn.viewable.Viewer):
         return pn.widgets.Tabulator(table, disabled=True, show_index=False,
                                     sizing_mode="stretch_width")
 
+    @param.depends("version")
+    def features_view(self) -> pn.viewable.Viewable:
+        """Each model's feature service, and the online store's freshness."""
+        return dashboard_features.view(store.list_models())
+
     @param.depends("model_tag")
     def model_plots(self) -> pn.viewable.Viewable:
         return self._arviz(self.model_tag)
@@ -320,7 +326,7 @@ class Dashboard(pn.viewable.Viewer):
         uncertainty = pn.Column(self.uncertainty_tab, self.whatif_panel,
                                 sizing_mode="stretch_width")
         models = pn.Column(self.models_view, pn.Row(self.promote, self.rollback),
-                           self.confirm, self.status, self.model_plots,
+                           self.confirm, self.status, self.features_view, self.model_plots,
                            sizing_mode="stretch_width")
         return pn.Column(
             controls,

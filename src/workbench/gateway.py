@@ -104,7 +104,7 @@ class Gateway:
 
     async def predict(self, unit: Any, instances: Any = None, *,
                       interval_mass: Any = DEFAULT_MASS, draws: Any = 0,
-                      entities: Any = None) -> dict[str, Any]:
+                      entities: Any = None, feature_service: Any = None) -> dict[str, Any]:
         """``POST /predict``: the assigned arm's prediction plus request id, experiment, arm.
         Rows are ``instances``, or ``entities`` whose features the arm's Predictor reads
         from the online feature store."""
@@ -123,6 +123,8 @@ class Gateway:
         else:
             rows = check_entities(entities, instances, max_rows=self.max_rows)
             payload = {"entities": rows}
+        if feature_service is not None:  # the arm's Predictor refuses another service
+            payload["feature_service"] = feature_service
         payload |= {"interval_mass": check_interval_mass(interval_mass),
                     "draws": check_draws(draws, MAX_RETURNED_DRAWS)}
         request_id = feedback.new_request_id()

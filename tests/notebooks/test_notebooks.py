@@ -2,7 +2,8 @@
 
 Each notebook is copied with a cell of test parameters injected after its ``parameters``
 cell (papermill's convention) and validated by ``pytest --nbval`` in a subprocess with its
-own model store and event store, in order: 02 and 03 use the models 01 stores.
+own model store and event store, in order: 02 and 03 use the models 01 stores; 04 makes
+its own Feast repository in a temporary directory (it needs ``workbench[features]``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ TEST_PARAMETERS = {
     "01_fit_and_diagnose.ipynb": {"warmup": 300, "samples": 500},
     "02_package_and_serve.ipynb": {"rows": 20},
     "03_experiment.ipynb": {"traffic_seconds": 8},
+    "04_features.ipynb": {"warmup": 200, "samples": 300},
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -46,7 +48,8 @@ def homes(tmp_path_factory) -> dict[str, str]:
     # What the first import of the notebooks' libraries in a fresh environment says once
     # (caches being built) would land in a checked cell's output as stderr: say it here.
     warm = subprocess.run([sys.executable, "-c", "import workbench.comparison, "
-                           "workbench.fit, workbench.store, workbench.widgets, arviz, "
+                           "workbench.fit, workbench.store, workbench.widgets, "
+                           "workbench.serving, workbench.feature_demo, arviz, "
                            "matplotlib.pyplot, httpx, panel"], env=os.environ | env,
                           capture_output=True, text=True, timeout=300)
     print(f"first imports: exit {warm.returncode}; stderr: {warm.stderr[-2000:]!r}")
@@ -72,6 +75,8 @@ def test_notebooks_have_a_parameters_cell_and_small_saved_outputs():
 
 @pytest.mark.parametrize("name", list(TEST_PARAMETERS))
 def test_notebook_runs_and_matches_its_outputs(name, homes, tmp_path):
+    if name == "04_features.ipynb":
+        pytest.importorskip("feast", reason="pip install 'workbench[features]'")
     copy = tmp_path / name
     inject(ROOT / "notebooks" / name, copy, TEST_PARAMETERS[name])
     started = time.monotonic()
