@@ -39,7 +39,6 @@ import dataclasses
 import http.client
 import json
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -403,15 +402,10 @@ def main() -> None:
     parser.add_argument("--markdown", help="write the RESULTS.md section here")
     parser.add_argument("--workdir", default=str(ROOT / ".workbench" / "bench-features"))
     args = parser.parse_args()
-    workdir = Path(args.workdir)
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    os.environ["BENTOML_HOME"] = str(workdir / "bentoml")
-    os.environ["WORKBENCH_HOME"] = str(workdir)
-    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    os.environ["WORKBENCH_AUTH"] = "off"  # as run.py: the load generator has no key
+    from run import fresh_workdir, machine
+
+    workdir = fresh_workdir(args.workdir)
     os.environ.pop("WORKBENCH_MODELS", None)
-    from run import machine
 
     out = run(workdir, **(QUICK if args.quick else {})) | {"quick": args.quick,
                                                              "machine": machine()}

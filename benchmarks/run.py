@@ -54,6 +54,21 @@ def machine() -> dict[str, Any]:
             "load_average_at_start": os.getloadavg()}
 
 
+def fresh_workdir(path: str) -> Path:
+    """An emptied work directory that holds the run's model store and state, set as
+    ``BENTOML_HOME``/``WORKBENCH_HOME`` for this process and the servers it starts."""
+    workdir = Path(path)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    os.environ["BENTOML_HOME"] = str(workdir / "bentoml")
+    os.environ["WORKBENCH_HOME"] = str(workdir)
+    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+    # The figures are the serving path's; the peers have no access control to match, and
+    # the load generator has no key (access control is tested in tests/e2e/test_access.py).
+    os.environ["WORKBENCH_AUTH"] = "off"
+    return workdir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
@@ -65,15 +80,7 @@ def main() -> None:
     if args.render:
         Path(args.out).write_text(render(json.loads(Path(args.render).read_text())))
         return
-    workdir = Path(args.workdir)
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    os.environ["BENTOML_HOME"] = str(workdir / "bentoml")
-    os.environ["WORKBENCH_HOME"] = str(workdir)
-    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    # The figures are the serving path's; the peers have no access control to match, and
-    # the load generator has no key (access control is tested in tests/e2e/test_access.py).
-    os.environ["WORKBENCH_AUTH"] = "off"
+    workdir = fresh_workdir(args.workdir)
     os.environ.pop("WORKBENCH_MODELS", None)
     started = time.time()
     command = "make bench" + (" BENCH_ARGS=--quick" if args.quick else "")

@@ -4,6 +4,7 @@ by entity key from a real (SQLite) online store, on a small repository built her
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -277,3 +278,28 @@ def test_feature_commands_say_what_to_install_without_feast(monkeypatch):
     result = CliRunner().invoke(main, ["features", "check", "any-model"])
     assert result.exit_code != 0
     assert "workbench[features]" in result.output
+
+
+def test_features_check_reports_skew_with_its_exit_status(repo, monkeypatch):
+    from click.testing import CliRunner
+    from conftest import make_posterior
+
+    from workbench import store
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_FEATURE_REPO", str(repo))
+    spec = features.describe(features.open_store(repo), "plain")
+    tags = {}
+    for name, fingerprint in (("fs-same", spec.fingerprint), ("fs-old", "sha256:" + "1" * 64)):
+        trained = replace(spec, fingerprint=fingerprint).to_dict()
+        tags[name] = store.save(replace(make_posterior("binary", n_features=2, name=name),
+                                        features=trained))
+    same = CliRunner().invoke(main, ["features", "check", tags["fs-same"]])
+    assert same.exit_code == 0, same.output
+    assert "definitions match" in same.output and "usage: TTL 2592000s" in same.output
+    old = CliRunner().invoke(main, ["features", "check", tags["fs-old"], "--json"])
+    assert old.exit_code == 1, old.output
+    report = json.loads(old.output)
+    assert report["ok"] is False and "definition changed" in report["problems"][0]
+    shown = json.loads(CliRunner().invoke(main, ["features", "show", tags["fs-same"]]).output)
+    assert shown["service"] == "plain" and shown["refs"] == ["usage:spend", "usage:visits"]
