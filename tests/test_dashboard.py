@@ -395,12 +395,6 @@ def _tabulator(view, name: str):
 
 def test_the_models_tab_shows_feature_services_and_the_online_stores_freshness(
         tmp_path, monkeypatch):
-    # Wait for the ArviZ import that workbench.dashboard starts on a thread: under pytest's
-    # assertion rewriting it compiles ASTs there, and Feast's import (typeguard) compiling
-    # others at the same time trips CPython 3.11's "AST constructor recursion depth
-    # mismatch" (seen in 3 runs of 5).
-    import arviz  # noqa: F401
-
     pytest.importorskip("feast")
     import sys
     from dataclasses import replace

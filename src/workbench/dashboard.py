@@ -11,9 +11,7 @@ feature services and online-store freshness from :mod:`workbench.dashboard_featu
 
 from __future__ import annotations
 
-import importlib
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,9 +28,6 @@ from workbench.dashboard_control import Confirmation, ControlPanel
 from workbench.dashboard_pipeline import PipelinePanel
 
 REFRESH_SECONDS = float(os.environ.get("WORKBENCH_DASHBOARD_REFRESH", "5"))
-
-# ArviZ takes seconds to import; start now so the Models tab does not wait for it.
-threading.Thread(target=importlib.import_module, args=("arviz",), daemon=True).start()
 
 
 def _empty(text: str) -> pn.pane.Alert:
