@@ -14,11 +14,12 @@ Two ``bentoml serve`` Predictors of that model, each in its own process group:
 - ``raw features``: the first server again, sent ``instances``, the same patients' 31
   values as the online store holds them (checked to give the same predictions).
 
-Each server has a ``BENTOML_HOME`` of its own (:func:`own_home`) so that its metrics are
-its own. Bodies cycle over 64 patients (one entity row each), as figure (b) cycles its
-bodies: a hot set, the cache's best case (the cache-off server is its worst). The load
-generator and the rounds are figure (b)'s (``bench_http``): 1 client on one kept-alive
-connection, then 64 concurrent aiohttp clients for a fixed time; rounds rotate the order.
+Each server has a ``BENTOML_HOME`` of its own (:func:`workbench.background.own_home`) so
+that its metrics are its own. Bodies cycle over 64 patients (one entity row each), as
+figure (b) cycles its bodies: a hot set, the cache's best case (the cache-off server is
+its worst). The load generator and the rounds are figure (b)'s (``bench_http``): 1 client
+on one kept-alive connection, then 64 concurrent aiohttp clients for a fixed time; rounds
+rotate the order.
 
 The lookup's share comes from the server's own Prometheus metrics, scraped before and
 after each measurement: ``workbench_feature_lookup_seconds`` (sum and count; it times the
@@ -47,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from workbench.background import own_home
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -89,23 +92,6 @@ def setup(workdir: Path, log: Callable[[str], None] = print
     return tag, repo, patients, rows
 
 
-def own_home(workdir: Path, name: str) -> Path:
-    """A ``BENTOML_HOME`` for one server that shares the model store (and the aliases).
-
-    ``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so
-    of two servers under one home the first one's ``/metrics`` would show the second's.
-    """
-    from workbench import store
-
-    shared = store.home()
-    home = workdir / "homes" / "".join(c if c.isalnum() else "_" for c in name)
-    home.mkdir(parents=True, exist_ok=True)
-    for entry in ("models", "workbench"):
-        if (shared / entry).exists() and not (home / entry).exists():
-            (home / entry).symlink_to((shared / entry).resolve())
-    return home
-
-
 def specs(tag: str, repo: Path, patients: list[int], rows: list[list[float]],
           workdir: Path) -> tuple[list[Spec], Spec]:
     """The two servers, and the raw-features subject sent to the first."""
@@ -117,7 +103,7 @@ def specs(tag: str, repo: Path, patients: list[int], rows: list[list[float]],
                                      str(ROOT / "bentos/predictor"), "--arg", f"models={tag}",
                                      "--host", "127.0.0.1", "--port", str(p)],
                     lambda i: {"entities": [{ENTITY_KEY: patients[i % len(patients)]}]},
-                    env={"BENTOML_HOME": str(own_home(workdir, name)),
+                    env={"BENTOML_HOME": str(own_home(workdir / "homes", name)),
                          "WORKBENCH_FEATURE_REPO": str(repo),
                          "WORKBENCH_FEATURE_CACHE_SECONDS": cache})
 

@@ -26,6 +26,7 @@ from workbench.errors import (
     ArmFailed,
     EntityNotFound,
     InputError,
+    ModelNotFound,
     StaleFeatures,
     Unavailable,
     WorkbenchError,
@@ -102,8 +103,10 @@ class ArmClient:
         try:
             return Served(await self.call(model=model.ref, **payload), model, status, None)
         except Exception as exc:
-            refused = client_error(exc)
-            if refused is not None:  # the request's fault (e.g. an unknown entity): no fallback
+            # Rows by entity are checked by the Predictor alone (against the feature service):
+            # what it refuses there is the request's fault (an unknown entity), no fallback.
+            refused = client_error(exc) if "entities" in payload else None
+            if refused is not None:
                 raise refused from None
             control = self.models[self.config.control_arm.name]
             if arm == control.arm or control.features != model.features:
@@ -187,9 +190,12 @@ def keep_one_session(client: Any) -> None:
 
 
 def client_error(exc: BaseException) -> WorkbenchError | None:
-    """The Predictor's 4xx answer (or, in process, its error) as the error to answer with,
-    else None: a request the Predictor refused is refused, not retried on another arm; so
-    is a 503 of the online feature store, which the control arm would meet as well."""
+    """The Predictor's 4xx answer to a request by entity (or, in process, its error) as the
+    error to answer with, else None: such a request the Predictor refused is refused, not
+    retried on another arm; so is a 503 of the online feature store, which the control arm
+    would meet as well. An arm whose model is not served ("unknown model") falls back."""
+    if isinstance(exc, ModelNotFound):  # the arm's model is not served: fall back
+        return None
     if isinstance(exc, WorkbenchError):
         return exc if 400 <= status_of(exc) < 500 or _features_down(exc.detail) else None
     code = int(getattr(exc, "error_code", 0) or 0)
@@ -202,7 +208,7 @@ def client_error(exc: BaseException) -> WorkbenchError | None:
     if code == 503 and _features_down(body.get("detail")):
         # The online feature store is down: the control arm reads the same store.
         return Unavailable(str(body.get("error")), detail=body.get("detail"))
-    if not 400 <= code < 500:
+    if not 400 <= code < 500 or str(body.get("error", "")).startswith("unknown model"):
         return None
     kind = {404: EntityNotFound, 422: StaleFeatures}.get(code, InputError)
     return kind(str(body.get("error") or "the model refused the request"),

@@ -170,3 +170,23 @@ def start(target: str, *, working_dir: str | Path | None = None, args: Sequence[
                     ready_path="/readyz" if wait else None, ready_timeout=ready_timeout)
     server.api_key = api_key or os.environ.get("WORKBENCH_API_KEY")
     return server
+
+
+def own_home(parent: Path, name: str) -> Path:
+    """A ``BENTOML_HOME`` for one server, under ``parent``, sharing this process's model
+    store and aliases (linked).
+
+    ``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir`` when it starts, so
+    of two servers under one home the first keeps writing its metrics to files the second
+    deleted, and its ``/metrics`` stops counting them; each with a home of its own does not.
+    """
+    from workbench import store
+
+    shared = store.home()
+    home = Path(parent) / "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    home.mkdir(parents=True, exist_ok=True)
+    for entry in ("models", "workbench"):
+        (shared / entry).mkdir(parents=True, exist_ok=True)
+        if not (home / entry).exists():
+            (home / entry).symlink_to((shared / entry).resolve())
+    return home

@@ -5,13 +5,13 @@ what was built and how long the process took to be ready.
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from typing import Any
 
 from workbench import __version__
 from workbench.artifact import Posterior
+from workbench.jsonsafe import finite
 from workbench.lineup import Served
 from workbench.predict import DEFAULT_MASS
 
@@ -72,14 +72,3 @@ def seconds_since_process_start() -> float:
     import psutil
 
     return time.time() - psutil.Process().create_time()
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every NaN or infinity (which JSON cannot carry) replaced by None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value

@@ -42,6 +42,7 @@ from workbench.errors import (
     Unavailable,
     WorkbenchError,
 )
+from workbench.jsonsafe import plain
 
 logger = logging.getLogger("workbench.http")
 
@@ -97,7 +98,7 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     """The JSON body of an error: ``{"error": ..., "detail": ...}`` for the workbench's own
     errors, the generic body (:func:`internal_error_body`) for any other."""
     if isinstance(exc, WorkbenchError):
-        return exc.to_dict()
+        return plain(exc.to_dict())  # whatever a detail holds, the 4xx is answered
     if isinstance(exc, Overloaded):
         return {"error": "the server is over capacity; retry shortly", "detail": str(exc)}
     return internal_error_body(request_id())

@@ -38,14 +38,14 @@ async def request_rows(features: OnlineFeatures | None, tag: str, *, instances: 
     if entities is None:
         if instances is None:
             raise InputError("send instances (rows of feature values) or entities (rows "
-                             "of entity keys)", detail={"expected": {"instances": [[...]]}})
+                             "of entity keys)", detail={"expected": {"instances": [["..."]]}})
         return instances, None
     if instances is not None:
         raise InputError("send either instances or entities, not both",
                          detail={"hint": "request-time values go inside each entity row"})
     if features is None:
         raise InputError(f"model {tag} was not trained from a feature service; send "
-                         "instances", detail={"expected": {"instances": [[...]]}})
+                         "instances", detail={"expected": {"instances": [["..."]]}})
     return await features.resolve(entities, max_rows=max_rows)
 
 

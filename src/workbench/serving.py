@@ -275,6 +275,10 @@ class ModelServer:
         mass = check_interval_mass(interval_mass)
         n_draws = check_draws(draws, served.predictor.max_draws)
         notes = None
+        if instances is None and entities is None:
+            raise InputError("instances is required: a list of rows" + (
+                ", or entities (rows of entity keys)" if served.features else ""),
+                detail={"expected": {"instances": [["..."]]}})
         if entities is not None or feature_service is not None:
             from workbench.feature_serving import request_rows
 

@@ -98,7 +98,7 @@ def secured(tmp_path_factory):
     return {"keys": made, "idp": idp, "eng": eng, "tags": tags, "env": env, "tmp": tmp}
 
 
-def serve_secured_predictor(secured, log) -> Server:
+def serve_secured_predictor(secured, log, home=None) -> Server:
     """A Predictor of ``access-a`` with access control on (the ``secured`` keys).
 
     Each module that reads a server's ``/metrics`` starts its own servers: every
@@ -106,5 +106,7 @@ def serve_secured_predictor(secured, log) -> Server:
     server started earlier in the session loses its metrics to a later start."""
     return bentoml_serve(["service:Predictor", "--working-dir",
                           str(ROOT / "bentos" / "predictor"), "--arg", "models=access-a"],
-                         env=dict(os.environ) | secured["env"], log=log, wait_ready=False)
+                         env=dict(os.environ) | secured["env"]
+                         | ({"BENTOML_HOME": str(home)} if home else {}), log=log,
+                         wait_ready=False)
 

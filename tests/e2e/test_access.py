@@ -12,6 +12,7 @@ import pytest
 from servers import wait_for
 
 from workbench import gateway_http, keys, predictor_http
+from workbench.background import own_home
 
 from .conftest import serve_experiment, serve_secured_predictor
 
@@ -76,7 +77,10 @@ def world(secured, tmp_path_factory):
     """A Predictor and a gateway with access control on, over the session's keys and
     identity provider (tests/e2e/conftest.py)."""
     tmp = tmp_path_factory.mktemp("access")
-    predictor = serve_secured_predictor(secured, tmp / "predictor.log")
+    # A home of its own: the gateway's start would empty a shared one's metrics directory
+    # under the running Predictor (whose refusals this module reads from /metrics).
+    predictor = serve_secured_predictor(secured, tmp / "predictor.log",
+                                        home=own_home(tmp, "predictor"))
     servers = [predictor]
     try:
         gw, _ = serve_experiment(CONFIG, tmp, env=secured["env"])

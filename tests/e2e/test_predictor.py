@@ -56,7 +56,7 @@ ROW = [1.0] * 30
 BAD = [
     ("malformed JSON", b'{"instances": [[1, 2]', 400, "Invalid JSON"),
     ("not an object", b"[1, 2, 3]", 400, "validation error"),
-    ("missing instances", {"rows": [ROW]}, 400, "Field required"),
+    ("missing instances", {"rows": [ROW]}, 400, "instances is required"),
     ("empty instances", {"instances": []}, 400, "instances is empty"),
     ("wrong feature count", {"instances": [[1.0, 2.0]]}, 400, "row 0 has 2 values"),
     ("unknown feature", {"instances": [{"nope": 1.0}]}, 400, "unknown features ['nope']"),

@@ -16,7 +16,8 @@ from workbench.background import launch
 from workbench.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ["01_fit_and_diagnose.ipynb", "02_package_and_serve.ipynb", "03_experiment.ipynb"]
+NOTEBOOKS = ["01_fit_and_diagnose.ipynb", "02_package_and_serve.ipynb", "03_experiment.ipynb",
+             "04_features.ipynb"]
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +36,7 @@ def lab(tmp_path_factory) -> tuple[str, str]:
     server.stop()
 
 
-def test_lab_lists_the_three_notebooks(lab):
+def test_lab_lists_the_notebooks(lab):
     url, token = lab
     listing = httpx.get(f"{url}/api/contents", params={"token": token}).json()
     names = sorted(item["name"] for item in listing["content"] if item["type"] == "notebook")
