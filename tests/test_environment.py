@@ -10,7 +10,7 @@ import yaml
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("dev", "notebook", "postgres", "s3", "redis", "features")
+EXTRAS = ("dev", "notebook", "postgres", "s3", "redis", "features", "ray")
 
 
 def _normal(name: str) -> str:
