@@ -23,7 +23,7 @@ TEST_PARAMETERS = {
     "01_fit_and_diagnose.ipynb": {"warmup": 300, "samples": 500},
     "02_package_and_serve.ipynb": {"rows": 20},
     "03_experiment.ipynb": {"traffic_seconds": 8},
-    "04_features.ipynb": {"warmup": 200, "samples": 300},
+    "04_features.ipynb": {"warmup": 100, "samples": 150},
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
