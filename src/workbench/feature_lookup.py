@@ -106,6 +106,7 @@ class OnlineFeatures:
         self._service: Any = None
         self._keys = list(spec.entity_keys)
         self._asked = self._keys + sorted(spec.request_fields)  # what the store is sent
+        self._ttl = np.array([spec.ttl_seconds.get(spec.views[n], 0.0) for n in spec.names])
         self._inputs = set(spec.names) | set(spec.request_fields) | set(self._keys)
         self.cache: Any = None
         if self.policy.cache_seconds > 0:
@@ -217,7 +218,7 @@ class OnlineFeatures:
                 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Overrides, then the missing and stale policies; the matrix and each row's note."""
         names, now, policy = self.spec.names, time.time(), self.policy
-        ttl = np.array([self.spec.ttl_seconds.get(self.spec.views[n], 0.0) for n in names])
+        ttl = self._ttl
         notes: list[dict[str, Any]] = []
         missing_rows: list[dict[str, Any]] = []
         stale_rows: list[dict[str, Any]] = []

@@ -33,12 +33,15 @@ logger = logging.getLogger("workbench.spool")
 Row = tuple[str, dict[str, Any]]  # (table, row)
 
 
-def directory_for(store: str) -> Path:
-    """The spool of the event store at URL ``store``: ``<base>/<digest of the URL>``, where
-    base is ``WORKBENCH_SPOOL_DIR``, else ``spool`` under ``WORKBENCH_HOME`` (default
-    ``~/.workbench``). One directory per store, so a spool is only ever replayed into the
-    database it was meant for."""
+def directory_for(store: Any) -> Path:
+    """The spool of the event store at URL ``store`` (or a SQLAlchemy engine's):
+    ``<base>/<digest of the URL>``, where base is ``WORKBENCH_SPOOL_DIR``, else ``spool``
+    under ``WORKBENCH_HOME`` (default ``~/.workbench``). One directory per store, so a spool
+    is only ever replayed into the database it was meant for."""
     import hashlib
+
+    if not isinstance(store, str):  # an engine: its URL, the password hidden
+        store = store.url.render_as_string(hide_password=True)
 
     base = os.environ.get("WORKBENCH_SPOOL_DIR") or \
         Path(os.environ.get("WORKBENCH_HOME") or Path.home() / ".workbench") / "spool"

@@ -114,7 +114,7 @@ class EventWriter:
                                           daemon=True)
         self.sink: Sink | None = None
         if self.enabled:
-            spool = spool or Spool(directory_for(_store_url(eng)))
+            spool = spool or Spool(directory_for(eng))
             self.sink = Sink(eng, spool, on_replayed=self._forget)
             self._thread.start()
             self._replayer.start()
@@ -127,7 +127,7 @@ class EventWriter:
         """A writer configured by the ``WORKBENCH_EVENT_*`` / ``WORKBENCH_SPOOL_*`` settings
         (see the README's table)."""
         env = os.environ.get
-        spool = Spool(directory_for(_store_url(eng)), max_bytes=int(env(
+        spool = Spool(directory_for(eng), max_bytes=int(env(
             "WORKBENCH_SPOOL_MAX_BYTES", str(1 << 30)))) if log_enabled() else None
         return cls(eng, spool=spool, capacity=int(env("WORKBENCH_EVENT_QUEUE", "10000")),
                    ack=env("WORKBENCH_EVENT_ACK", "durable"),
@@ -347,7 +347,3 @@ class EventWriter:
         logger.info("event log closed: %s%s", self.sink.counts | self.counts,
                     f"; {waiting} bytes wait in the spool {self.sink.spool.directory} for "
                     "the next start" if waiting else "")
-
-
-def _store_url(eng: sa.Engine) -> str:
-    return eng.url.render_as_string(hide_password=True)
