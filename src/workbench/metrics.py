@@ -25,6 +25,18 @@ Features by entity (:mod:`workbench.feature_lookup`): ``workbench_feature_rows_t
 outcome}`` with outcome ``cache_hit``, ``online`` (read from the online store), ``missing``,
 ``stale``, ``imputed``, ``refused``; ``workbench_feature_lookup_errors_total{service}`` (the
 online store failed: 503); ``workbench_feature_lookup_seconds{service}`` per batched call.
+
+The prediction cache (:mod:`workbench.cache`): ``workbench_prediction_cache_total{level,
+outcome}``, level ``l1`` (in process) or ``l2`` (Redis), outcome ``hit``, ``miss``, ``error``
+(the L2 did not answer: the row was computed) or ``invalidated`` (entries dropped when an
+alias moved or a version was retired).
+
+Streams (:mod:`workbench.stream`): ``workbench_stream_events_total{stream, outcome}`` with
+outcome ``scored``, ``duplicate`` (a redelivery whose result was already in the sink),
+``refused`` (a bad event: dead-lettered with its reason), ``claimed`` (taken over from a
+consumer that stopped answering); ``workbench_stream_pending{stream}`` (delivered, not yet
+acknowledged); ``workbench_stream_latency_seconds{stream}`` from the event's id time to its
+result in the sink.
 """
 
 from __future__ import annotations
@@ -69,3 +81,14 @@ FEATURE_ERRORS = Counter("workbench_feature_lookup_errors",
 FEATURE_SECONDS = Histogram("workbench_feature_lookup_seconds",
                             "Seconds per batched online feature lookup", ["service"],
                             buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .25, 1.0))
+CACHE = Counter("workbench_prediction_cache", "Prediction cache lookups by level and outcome",
+                ["level", "outcome"])
+STREAM_EVENTS = Counter("workbench_stream_events", "Stream events by what became of them",
+                        ["stream", "outcome"])
+STREAM_PENDING = Gauge("workbench_stream_pending",
+                       "Stream events delivered to this consumer group and not yet acknowledged",
+                       ["stream"], multiprocess_mode="livemostrecent")
+STREAM_LATENCY = Histogram("workbench_stream_latency_seconds",
+                           "Seconds from an event's arrival in its stream to its result in the sink",
+                           ["stream"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5,
+                                                1.0, 2.5, 5.0, 10.0))
