@@ -15,6 +15,8 @@ import os
 from typing import Any
 
 MAX_ROWS = int(os.environ.get("WORKBENCH_MAX_ROWS", "1024"))
+# Rows of one /predict/stream request (answered a chunk at a time); the body limit still holds.
+MAX_STREAM_ROWS = int(os.environ.get("WORKBENCH_MAX_STREAM_ROWS", "100000"))
 MAX_BODY_BYTES = int(os.environ.get("WORKBENCH_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
 FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 

@@ -30,7 +30,7 @@ metric: continuous
 # The routes the OpenAPI documents may not list: BentoML's pages and the mounted apps.
 PAGES = {("GET", "/"), ("GET", "/docs.json")}
 PREDICTOR_MOUNTED = {
-    ("GET", "/metadata"), ("GET", "/docs"), ("GET", "/v2/"), ("GET", "/v2/health/live"),
+    ("GET", "/metadata"), ("POST", "/predict/stream"), ("GET", "/docs"), ("GET", "/v2/"), ("GET", "/v2/health/live"),
     ("GET", "/v2/health/ready"), ("GET", "/v2/models/{name}"),
     ("GET", "/v2/models/{name}/versions/{version}"), ("GET", "/v2/models/{name}/ready"),
     ("GET", "/v2/models/{name}/versions/{version}/ready"),
@@ -49,7 +49,7 @@ def expected_scope(path: str) -> str | None:
         return "batch"
     if path.startswith("/admin/"):
         return "admin"
-    if path in {"/predict", "/metadata", "/models", "/experiment", "/analysis", "/health/all",
+    if path in {"/predict", "/predict/stream", "/metadata", "/models", "/experiment", "/analysis", "/health/all",
                 "/docs", "/", "/docs.json"} or path.startswith("/v2/"):
         return "predict"
     return "admin"  # deny by default
@@ -147,6 +147,7 @@ def valid_calls(world, service: str) -> list[tuple[str, str, str, dict[str, Any]
             (p, "POST", "/predict", {"json": {"instances": ROWS}}),
             (idp.token("svc", "predict"), "POST", "/predict", {"json": {"instances": ROWS}}),
             (p, "POST", "/models", {"json": {}}),
+            (p, "POST", "/predict/stream", {"json": {"instances": ROWS, "chunk_rows": 1}}),
             (p, "GET", "/v2/", {}), (p, "GET", "/v2/health/live", {}),
             (p, "GET", "/v2/health/ready", {}), (p, "GET", "/v2/models/access-a", {}),
             (p, "GET", f"/v2/models/access-a/versions/{version}", {}),

@@ -195,3 +195,23 @@ def test_oip_bad_input(predictor, body, status, message):
     assert r.status_code == status and message in r.json()["error"]
     missing = httpx.post(predictor.url + "/v2/models/nope/infer", content=json.dumps(body))
     assert missing.status_code == 404
+
+
+def test_predict_stream_sends_each_chunk_through_bentoml(predictor, champion):
+    rows = datasets.load("breast_cancer").X[:300].tolist()
+    seen = []
+    with httpx.stream("POST", predictor.url + "/predict/stream", timeout=60,
+                      json={"instances": rows, "chunk_rows": 128}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():  # read as they arrive, not after the end
+            if line.startswith("data: "):
+                seen.append(json.loads(line[6:]))
+    assert [(e.get("start"), e.get("stop")) for e in seen[:-1]] == [(0, 128), (128, 256),
+                                                                   (256, 300)]
+    assert seen[-1]["rows"] == 300 and seen[-1]["chunks"] == 3
+    streamed = [p["mean"] for e in seen[:-1] for p in e["predictions"]]
+    local = Predictor(store.get(champion)).predict(rows).mean
+    np.testing.assert_allclose(streamed, local, rtol=1e-6, atol=1e-9)
+    bad = httpx.post(predictor.url + "/predict/stream", json={"instances": rows[:3] + [[1.0]]})
+    assert bad.status_code == 400 and "row 3 has 1 values" in bad.json()["error"]

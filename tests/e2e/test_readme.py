@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import httpx
 import pytest
 from servers import ROOT
 
@@ -52,3 +53,6 @@ def test_python_example(predictor):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "row 0 has 2 values" in out.stdout
+    n = 600 * len(httpx.get(predictor.url + "/metadata").json()["sample_input"]["instances"])
+    assert [line for line in out.stdout.splitlines() if " of " in line] == [
+        f"{stop} of {n}" for stop in [*range(256, n, 256), n, "done"]]
