@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
+from workbench import compile_cache
 from workbench.artifact import Posterior
 from workbench.inputs import _is_checked, check_draws, check_interval_mass, validate_rows
 from workbench.models import OBS_SITE, get_spec
@@ -88,6 +89,7 @@ class Predictor:
 
     def __init__(self, posterior: Posterior, *, buckets: Sequence[int] = DEFAULT_BUCKETS,
                  max_rows: int = 10_000, seed: int = 0) -> None:
+        compile_cache.enable()  # a restart loads the compiled buckets from disk
         self.posterior = posterior
         self.spec = get_spec(posterior.model)
         self.buckets = tuple(sorted(set(int(b) for b in buckets)))
