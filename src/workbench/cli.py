@@ -224,6 +224,7 @@ from workbench.cli_keys import keys  # noqa: E402  (cli_keys.py)
 from workbench.cli_models import models  # noqa: E402  (cli_models.py)
 from workbench.cli_promote import promote  # noqa: E402  (its own module: cli_promote.py)
 from workbench.cli_score import score  # noqa: E402  (cli_score.py)
+from workbench.cli_stream import stream  # noqa: E402  (cli_stream.py)
 from workbench.cli_train import train  # noqa: E402  (cli_train.py)
 
 main.add_command(train)
@@ -236,6 +237,7 @@ main.add_command(events)
 main.add_command(db)
 main.add_command(features)
 main.add_command(score)
+main.add_command(stream)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

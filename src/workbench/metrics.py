@@ -89,6 +89,7 @@ STREAM_PENDING = Gauge("workbench_stream_pending",
                        "Stream events delivered to this consumer group and not yet acknowledged",
                        ["stream"], multiprocess_mode="livemostrecent")
 STREAM_LATENCY = Histogram("workbench_stream_latency_seconds",
-                           "Seconds from an event's arrival in its stream to its result in the sink",
+                           "Seconds from an event's arrival in its stream to its result "
+                           "in the sink",
                            ["stream"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5,
                                                 1.0, 2.5, 5.0, 10.0))

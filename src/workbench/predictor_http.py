@@ -12,7 +12,8 @@ from workbench.serving import ModelServer
 
 def app(get_server: Callable[[], ModelServer]) -> Any:
     """GET ``/metadata``, POST ``/predict/stream`` (:mod:`workbench.predict_stream`), the
-    Open Inference Protocol under ``/v2`` and the service's OpenAPI document (``/docs.json``, :func:`workbench.openapi.document`), as one ASGI app."""
+    Open Inference Protocol under ``/v2`` and the service's OpenAPI document (``/docs.json``,
+    :func:`workbench.openapi.document`), as one ASGI app."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, RedirectResponse
     from starlette.routing import Mount, Route

@@ -30,7 +30,8 @@ metric: continuous
 # The routes the OpenAPI documents may not list: BentoML's pages and the mounted apps.
 PAGES = {("GET", "/"), ("GET", "/docs.json")}
 PREDICTOR_MOUNTED = {
-    ("GET", "/metadata"), ("POST", "/predict/stream"), ("GET", "/docs"), ("GET", "/v2/"), ("GET", "/v2/health/live"),
+    ("GET", "/metadata"), ("POST", "/predict/stream"), ("GET", "/docs"), ("GET", "/v2/"),
+    ("GET", "/v2/health/live"),
     ("GET", "/v2/health/ready"), ("GET", "/v2/models/{name}"),
     ("GET", "/v2/models/{name}/versions/{version}"), ("GET", "/v2/models/{name}/ready"),
     ("GET", "/v2/models/{name}/versions/{version}/ready"),
@@ -49,8 +50,9 @@ def expected_scope(path: str) -> str | None:
         return "batch"
     if path.startswith("/admin/"):
         return "admin"
-    if path in {"/predict", "/predict/stream", "/metadata", "/models", "/experiment", "/analysis", "/health/all",
-                "/docs", "/", "/docs.json"} or path.startswith("/v2/"):
+    if path in {"/predict", "/predict/stream", "/metadata", "/models", "/experiment",
+                "/analysis", "/health/all", "/docs", "/", "/docs.json"} or \
+            path.startswith("/v2/"):
         return "predict"
     return "admin"  # deny by default
 
