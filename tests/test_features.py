@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from workbench import features
+from workbench.cache import PredictionCache
 from workbench.errors import ConfigError, EntityNotFound, InputError, StaleFeatures
 from workbench.feature_lookup import OnlineFeatures, Policy
 
@@ -238,6 +239,7 @@ def test_the_model_server_predicts_by_entity_exactly_as_by_rows(repo, monkeypatc
     spec = features.describe(features.open_store(repo), "plain")
     server = _served(repo, monkeypatch, spec)
     assert server.ready, server.error
+    server.cache = PredictionCache(100)  # rows by entity bypass it: their features change
 
     async def both():
         by_entity = await server.predict(entities=[{"account_id": 2}, {"account_id": 1}])
@@ -253,6 +255,7 @@ def test_the_model_server_predicts_by_entity_exactly_as_by_rows(repo, monkeypatc
         assert a.pop("features")["status"] == "online"
         assert a == b
     assert server.metadata()["models"]["m:1"]["feature_service"]["service"] == "plain"
+    assert server.cache.counts == {("l1", "miss"): 2}  # only the request by rows
 
 
 def test_a_redefined_feature_service_keeps_the_server_not_ready(repo, monkeypatch):

@@ -21,9 +21,9 @@ from workbench.errors import ConfigError
 # store's database; JWTs need cryptography; limits counts requests, in Redis for replicas).
 SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil", "sqlalchemy",
                     "alembic", "mako", "python-json-logger", "pyjwt", "cryptography",
-                    "limits", "redis")
+                    "limits", "redis", "cachetools")
 # Added when a served model was trained from a Feast feature service (rows by entity key).
-FEATURE_PACKAGES = ("feast", "cachetools", "pandas", "pyarrow")
+FEATURE_PACKAGES = ("feast", "pandas", "pyarrow")
 
 
 def bentos_dir() -> Path:

@@ -28,7 +28,8 @@ online store failed: 503); ``workbench_feature_lookup_seconds{service}`` per bat
 
 The prediction cache (:mod:`workbench.cache`): ``workbench_prediction_cache_total{level,
 outcome}``, level ``l1`` (in process) or ``l2`` (Redis), outcome ``hit``, ``miss``, ``error``
-(the L2 did not answer: the row was computed) or ``invalidated`` (entries dropped when an
+(the L2 did not answer, or is left alone for a second after it did not: the row was
+computed) or ``invalidated`` (entries dropped when an
 alias moved or a version was retired).
 
 Streams (:mod:`workbench.stream`): ``workbench_stream_events_total{stream, outcome}`` with

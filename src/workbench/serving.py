@@ -25,6 +25,7 @@ import numpy as np
 
 from workbench.artifact import Posterior
 from workbench.batching import MicroBatcher
+from workbench.cache import PredictionCache
 from workbench.card import build_info, describe, sample_output, seconds_since_process_start
 from workbench.errors import ConfigError, InputError, ModelNotFound, NotReady
 from workbench.errors_http import (  # noqa: F401 (re-exported: the bentos call serving.respond)
@@ -85,8 +86,10 @@ class ModelServer:
     def __init__(self, models: Mapping[str, str] | Callable[[], Mapping[str, str]],
                  load: Callable[[str], Posterior], *, max_rows: int = MAX_ROWS,
                  buckets: tuple[int, ...] = DEFAULT_BUCKETS, bento: str | None = None,
-                 retry_seconds: tuple[float, float] = (2.0, 60.0)) -> None:
+                 retry_seconds: tuple[float, float] = (2.0, 60.0),
+                 cache: PredictionCache | int | None = None) -> None:
         log_to_stderr()
+        self.cache = PredictionCache.configured(cache)
         self.retry_seconds = retry_seconds
         self.bento = bento
         self.max_rows = max_rows
@@ -228,6 +231,7 @@ class ModelServer:
             gone = {old.tag: old} if old.tag not in refs.values() else {}
             self._lineup = lineup(refs, now.models | {served.tag: served},
                                   now.retired | gone)
+            self.cache.drop(*gone)  # unreachable by the ref anyway: its keys hold its tag
             return gone.get(old.tag)
 
     def retire(self, tag: str) -> bool:
@@ -241,6 +245,7 @@ class ModelServer:
             self._lineup = lineup(now.refs, now.models,
                                   {t: s for t, s in now.retired.items() if t != tag})
         served.batcher.close()
+        self.cache.drop(tag)
         return True
 
     # -- requests --------------------------------------------------------------------------
@@ -285,9 +290,8 @@ class ModelServer:
             instances, notes = await request_rows(
                 served.features, served.tag, instances=instances, entities=entities,
                 service=feature_service, max_rows=self.max_rows)
-        X = served.predictor.validate(instances)
-        arrays = await served.batcher.submit(mass, X)
-        records = served.predictor.prediction(arrays, mass, n_draws).records()
+        X = served.predictor.validate(instances)  # rows by entity: never cached
+        records = await self.cache.records(served, X, mass, n_draws, bypass=notes is not None)
         for record, note in zip(records, notes or (), strict=False):
             record["features"] = note
         return {"model": served.tag, "predictions": records, "interval_mass": mass}
