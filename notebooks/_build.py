@@ -641,11 +641,282 @@ shutil.rmtree(workdir)
 """),
 ]
 
+BATCH = [
+    md("""
+# 5 · Batch and streams
+
+The Predictor's compiled posterior-predictive summary, used three more ways: a table scored
+from a file in chunks (resumable, locally or on Ray), a long request answered as
+server-sent events a chunk at a time, and a stream of events scored as they arrive (Redis
+Streams), with the prediction cache answering rows it has seen. Every way gives the same
+numbers as `POST /predict`. Run notebook 1 first (it stores `champion`).
+"""),
+    code("""
+# Parameters (papermill convention): small defaults; the tests override them.
+model = "champion"
+rows = 200_000
+chunk_rows = 50_000
+use_ray = True  # a local 2-worker Ray cluster on 127.0.0.1 (workbench[ray])
+stream_events = 2_000
+""", "parameters"),
+    code("""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from workbench import datasets, store
+from workbench.predict import Predictor
+from workbench.score import batch_predictor
+from workbench.score_files import score_file
+
+workdir = Path(tempfile.mkdtemp(prefix="workbench-batch-"))
+tag = store.resolve(model)
+posterior = store.get(tag)
+print(tag.split(":")[0], len(posterior.feature_names), "features", posterior.target_names)
+"""),
+    md("""
+## A table to score
+
+Customers as rows: the dataset's rows resampled with a little noise, and an id column that
+is not a feature (it is passed through to the scores).
+"""),
+    code("""
+data = datasets.load("breast_cancer").select(posterior.feature_names)
+rng = np.random.default_rng(0)
+X = data.X[rng.integers(0, len(data), rows)] * rng.normal(1, 0.05, (rows, data.X.shape[1]))
+features = list(data.feature_names)
+table = pd.DataFrame(X.astype("float32"), columns=features)
+table.insert(0, "customer_id", np.arange(rows) + 100_000)
+source = workdir / "customers.parquet"
+table.to_parquet(source)
+print(list(table.columns[:3]), "...", table.shape[1], "columns; rows:", len(table) == rows)
+"""),
+    md("""
+## Score the file in chunks
+
+`score_file` (what `workbench score MODEL --input ... --output ...` runs) reads the file a
+chunk at a time, so memory is bounded by `chunk_rows`, not by the file; each chunk is
+written under `OUTPUT.parts/` as soon as it is scored, then the parts are joined.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+predictor = batch_predictor(posterior, chunk_rows)
+output = workdir / "scores.parquet"
+with tqdm(total=rows, unit="rows") as bar:
+    report = score_file(predictor, tag, source, output, chunk_rows=chunk_rows,
+                        progress=lambda done, total: bar.update(done - bar.n))
+print(f"{report.rows:,} rows in {report.chunks} chunks: {report.rows / report.seconds:,.0f} "
+      f"rows/s ({report.rows * posterior.n_draws / report.seconds:,.0f} rows x draws/s)")
+"""),
+    code("""
+scores = pd.read_parquet(output)
+print(list(scores.columns))
+sample = table.sample(5, random_state=1)
+served = Predictor(posterior).predict(sample[features].to_numpy().tolist())
+print("same as the Predictor:", np.allclose(scores.loc[sample.index, "mean"], served.mean,
+                                            atol=1e-6))
+"""),
+    md("""
+## Interrupted, then resumed
+
+A run stopped half-way (here by an exception after its second chunk; a killed job or
+Ctrl+C alike) leaves its finished parts; the same call resumes and computes only the rest.
+"""),
+    code("""
+class Interrupted(Exception):
+    pass
+
+
+def stop_after_second_chunk(index):
+    if index == 1:
+        raise Interrupted("stopped after chunk 1")
+
+
+again = workdir / "again.parquet"
+try:
+    score_file(predictor, tag, source, again, chunk_rows=chunk_rows,
+               on_chunk=stop_after_second_chunk)
+except Interrupted as exc:
+    print(exc, "->", sorted(p.name for p in (workdir / "again.parquet.parts").glob("part-*")))
+resumed = score_file(predictor, tag, source, again, chunk_rows=chunk_rows)
+print(f"resumed: {resumed.resumed_chunks} chunks already done, {resumed.chunks} computed")
+print("same scores:", pd.read_parquet(again).equals(scores))
+"""),
+    md("""
+## On Ray
+
+`--engine ray` runs the same scoring on Ray Data: one actor per worker loads and compiles
+the posterior once, the artifact travels as bytes, and the order of the rows is kept. Here a
+local cluster of two workers on 127.0.0.1, started and stopped by the call
+(`address="ray://head:10001"` uses an existing one).
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+if use_ray:
+    from workbench.score_ray import score_with_ray
+
+    on_ray = score_with_ray(tag, source, workdir / "ray.parquet", workers=2,
+                            chunk_rows=chunk_rows, log=print)
+    ray_scores = pd.read_parquet(workdir / "ray.parquet")
+    print(f"{on_ray.rows:,} rows in {on_ray.seconds:.1f}s; same as local:",
+          np.allclose(ray_scores["mean"], scores["mean"], atol=1e-6))
+"""),
+    md("""
+## A long request as server-sent events, and the prediction cache
+
+A Predictor in the background, with the prediction cache on (`WORKBENCH_PREDICTION_CACHE`:
+rows kept in process; `WORKBENCH_PREDICTION_CACHE_REDIS` adds a Redis shared by replicas).
+`POST /predict/stream` checks every row first, then sends one event per chunk as soon as it
+is computed: a progress bar for a request of thousands of rows.
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+from workbench import events, keys
+from workbench.background import start
+from workbench.build import build_predictor
+
+bento = build_predictor([model])
+key = keys.create(events.engine(), f"notebook-05-{time.time_ns()}", ["predict"])
+server = start(bento, api_key=key, env=os.environ | {"WORKBENCH_PREDICTION_CACHE": "100000"})
+server
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+long = table[features].head(5_000).to_numpy().tolist()
+streamed = []
+with tqdm(total=len(long), unit="rows") as bar, httpx.stream(
+        "POST", server.url + "/predict/stream", headers=server.headers, timeout=120,
+        json={"instances": long, "chunk_rows": 500}) as response:
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            event = json.loads(line[6:])
+            streamed += event.get("predictions", [])
+            bar.update(len(event.get("predictions", [])))
+print(event)
+"""),
+    code("""
+print(len(streamed), "rows; same as the file's scores:",
+      np.allclose([p["mean"] for p in streamed], scores["mean"][:len(long)], atol=1e-6))
+"""),
+    md("""
+Rows asked again are answered from the cache, keyed by the model version (its tag), the
+row's values, the interval mass and the draws: here the rows the stream above computed,
+asked one by one, and a few new ones. `/metrics` counts hits and misses. An alias that moves
+resolves to another version, so it is never answered from its old version's entries.
+"""),
+    code("""
+def cache_counts():
+    text = httpx.get(server.url + "/metrics").text
+    return {outcome: sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith("workbench_prediction_cache_total")
+                         and f'outcome="{outcome}"' in line and 'level="l1"' in line)
+            for outcome in ("hit", "miss")}
+
+
+before = cache_counts()
+fresh = (np.asarray(long[:10]) * 1.5).tolist()  # rows nobody asked for yet
+for i in range(200):  # 200 requests: 20 popular customers, and the 10 new rows twice each
+    row = fresh[i // 20] if i % 10 == 0 else long[i % 20]
+    httpx.post(server.url + "/predict", json={"instances": [row]},
+               headers=server.headers).raise_for_status()
+after = cache_counts()
+print({k: int(after[k] - before[k]) for k in after})
+"""),
+    code("""
+server.stop()
+print(server.running())
+"""),
+    md("""
+## A stream of events (Redis Streams)
+
+`workbench stream` consumes a stream with a consumer group (N consumers share it), scores
+each event with the micro-batcher, writes one result per event id to another stream, and
+acknowledges an event only once its result is written: at least once, never twice. Here a
+Redis on a free loopback port (Debian's `redis-server`: `apt install redis-server`), one
+consumer, and events sent once it is ready; event-to-result latency comes from the streams'
+own timestamps.
+"""),
+    code("""
+import redis
+
+from workbench.serving import free_port
+
+port = free_port()
+redis_server = subprocess.Popen(
+    [shutil.which("redis-server") or "/usr/sbin/redis-server", "--port", str(port),
+     "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+client = redis.Redis(port=port)
+deadline = time.monotonic() + 30
+while True:
+    try:
+        client.ping()
+        break
+    except redis.ConnectionError:
+        if time.monotonic() > deadline:
+            raise
+source, sink = f"redis://127.0.0.1:{port}/0/events", f"redis://127.0.0.1:{port}/0/scores"
+workbench_cli = str(Path(sys.executable).with_name("workbench"))
+consumer = subprocess.Popen(
+    [workbench_cli, "stream", model, "--source", source, "--sink", sink,
+     "--max-events", str(stream_events + 1)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    text=True)
+client.xadd("events", {"instances": json.dumps([long[0]])})  # answered once it is ready
+deadline = time.monotonic() + 120
+while client.xlen("scores") < 1 and consumer.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.1)
+print("consumer ready:", client.xlen("scores") == 1)
+"""),
+    code("""
+pipe = client.pipeline()
+for row in long[1:stream_events + 1]:
+    pipe.xadd("events", {"instances": json.dumps([row]), "unit": "notebook"})
+pipe.execute()
+out, err = consumer.communicate(timeout=300)
+summary = json.loads(out.strip().splitlines()[-1])
+results = client.xrange("scores")
+print("one result per event:", len(results) == stream_events + 1,
+      len({fields[b"event_id"] for _, fields in results}) == stream_events + 1)
+print("scored:", summary["scored"] == stream_events + 1, {k: summary[k] for k in (
+    "refused", "duplicate")})
+"""),
+    code("""
+# NBVAL_IGNORE_OUTPUT
+def millis(stream_id):
+    return int(stream_id.decode().split("-")[0])
+
+
+latency = [millis(rid) - millis(fields[b"event_id"]) for rid, fields in results[1:]]
+print(f"event to result: p50 {np.percentile(latency, 50):.0f} ms, "
+      f"p99 {np.percentile(latency, 99):.0f} ms over {len(latency):,} events sent at once")
+first = json.loads(results[1][1][b"predictions"])[0]
+print(first)
+"""),
+    code("""
+redis_server.terminate()
+redis_server.wait(timeout=30)
+shutil.rmtree(workdir)
+print("stopped:", redis_server.returncode is not None)
+"""),
+]
+
+
 NOTEBOOKS = {
     "01_fit_and_diagnose.ipynb": FIT,
     "02_package_and_serve.ipynb": SERVE,
     "03_experiment.ipynb": EXPERIMENT,
     "04_features.ipynb": FEATURES,
+    "05_batch_and_streams.ipynb": BATCH,
 }
 
 

@@ -17,7 +17,7 @@ from workbench.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ["01_fit_and_diagnose.ipynb", "02_package_and_serve.ipynb", "03_experiment.ipynb",
-             "04_features.ipynb"]
+             "04_features.ipynb", "05_batch_and_streams.ipynb"]
 
 pytestmark = pytest.mark.e2e
 

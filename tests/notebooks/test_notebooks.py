@@ -2,8 +2,10 @@
 
 Each notebook is copied with a cell of test parameters injected after its ``parameters``
 cell (papermill's convention) and validated by ``pytest --nbval`` in a subprocess with its
-own model store and event store, in order: 02 and 03 use the models 01 stores; 04 makes
-its own Feast repository in a temporary directory (it needs ``workbench[features]``).
+own model store and event store, in order: 02, 03 and 05 use the models 01 stores; 04
+makes its own Feast repository in a temporary directory (it needs ``workbench[features]``);
+05 starts its own Redis (Debian's ``redis-server``) and leaves Ray out (tests/test_score_ray.py
+covers it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ TEST_PARAMETERS = {
     "02_package_and_serve.ipynb": {"rows": 20},
     "03_experiment.ipynb": {"traffic_seconds": 8},
     "04_features.ipynb": {"warmup": 100, "samples": 150},
+    "05_batch_and_streams.ipynb": {"rows": 20_000, "chunk_rows": 5_000, "use_ray": False,
+                                   "stream_events": 500},
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
