@@ -174,6 +174,23 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render(result: dict[str, Any], command: str) -> str:
+    """Figure (i) of RESULTS.md: the setup, then :func:`markdown`'s table."""
+    paced, burst = result["paced"], result["burst"]
+    return (f"Command: `{command}` (`benchmarks/bench_stream.py`). Debian's `redis-server` on "
+            f"loopback (in memory), `{result['model']}`, {paced['consumers']} `workbench "
+            f"stream` consumers in one group, `--batch {paced['batch']}`, one-row events. "
+            "Latency is each result's id time in the sink minus its event's id time in the "
+            "source (Redis's clock). **paced**: events added at a steady rate (a stream that "
+            "keeps up); **burst**: every event added at once (throughput; the latency is then "
+            "the queue's).\n\n" + markdown(result) + "\n\n"
+            f"At {paced['rate']:,.0f} events/s offered the consumers kept up with a p99 of "
+            f"{paced['latency_p99_ms']:.0f} ms; a burst drained at "
+            f"{burst['events_per_second']:,.0f} events/s. Per batch the model call is the "
+            "small part; the rest is reading, writing the results once per event id (a Lua "
+            "script) and acknowledging, plus Python work per event.\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model")

@@ -9,7 +9,13 @@
 3. (c), (b), (e) the servers: cold start, latency at 1 client, throughput at 64 clients
    (``bench_http.py``);
 4. (f) the Predictor by entity key (Feast) against the same rows as raw features, and the
-   feature lookup's share, cache on and off (``bench_features.py``; skipped without Feast).
+   feature lookup's share, cache on and off (``bench_features.py``; skipped without Feast);
+5. (g) the prediction cache on a repeated-row workload, on and off (``bench_cache.py``);
+6. (i) streaming inference on Redis Streams: ``workbench stream`` consumers' latency and
+   throughput (``bench_stream.py``; skipped without ``redis-server``).
+
+Sections of RESULTS.md that no figure here writes (hand-written studies) are kept as they
+are, after the generated ones.
 
 Raw numbers go to ``.workbench/bench/results.json``; RESULTS.md is written from them.
 ``--quick`` takes fewer repeats (a smoke run; its spreads are wide).
@@ -22,6 +28,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -78,7 +85,8 @@ def main() -> None:
                         help="only rewrite RESULTS.md from a run's results.json")
     args = parser.parse_args()
     if args.render:
-        Path(args.out).write_text(render(json.loads(Path(args.render).read_text())))
+        Path(args.out).write_text(render(json.loads(Path(args.render).read_text()),
+                                         kept=_read(args.out)))
         return
     workdir = fresh_workdir(args.workdir)
     os.environ.pop("WORKBENCH_MODELS", None)
@@ -121,10 +129,23 @@ def main() -> None:
         results["features"] = bench_features.run(
             workdir, log=log, **(bench_features.QUICK if args.quick else {})
         ) | {"quick": args.quick}
+    log("(g) prediction cache: repeated rows, cache on and off")
+    import bench_cache
+
+    results["cache"] = bench_cache.run(
+        workdir, log=log, **(bench_cache.QUICK if args.quick else {})) | {"quick": args.quick}
+    log("(i) streaming inference on Redis Streams (workbench stream)")
+    if shutil.which("redis-server") is None and not Path("/usr/sbin/redis-server").exists():
+        log("  skipped: redis-server is not installed (apt-get install redis-server)")
+    else:
+        import bench_stream
+
+        results["stream"] = bench_stream.run(
+            "champion", **({"seconds": 3, "burst": 3_000} if args.quick else {}))
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["minutes"] = round((time.time() - started) / 60, 1)
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
-    Path(args.out).write_text(render(results))
+    Path(args.out).write_text(render(results, kept=_read(args.out)))
     log(f"bench: done in {results['minutes']} min; wrote {args.out} and "
         f"{workdir / 'results.json'}")
     for row_ in summary(results):
@@ -207,7 +228,7 @@ def summary(r: dict[str, Any]) -> list[list[str]]:
            f"{rps['gateway']:.0f} req/s (durable)",
            f"{rps['gateway (async acks)']:.0f} req/s (async)",
            f"{rps['gateway'] / rps['gateway (async acks)']:.2f}×", "—", "—"]]
-         if "gateway (async acks)" in p50 else []) + features_summary(r)
+         if "gateway (async acks)" in p50 else []) + features_summary(r) + cache_summary(r)
 
 
 def features_summary(r: dict[str, Any]) -> list[list[str]]:
@@ -230,12 +251,39 @@ def features_summary(r: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def cache_summary(r: dict[str, Any]) -> list[list[str]]:
+    if "cache" not in r:
+        return []
+    import bench_cache
+
+    return bench_cache.summary(r["cache"])
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def render(r: dict[str, Any]) -> str:
+def _read(path: str) -> str:
+    return Path(path).read_text() if Path(path).exists() else ""
+
+
+def kept_sections(previous: str, generated: str) -> str:
+    """The ``## `` sections of ``previous`` whose titles ``generated`` does not have."""
+    titles = set(re.findall(r"^## (.+)$", generated, flags=re.M))
+    parts = re.split(r"^(?=## )", previous, flags=re.M)
+    return "".join(p for p in parts[1:] if p.split("\n", 1)[0][3:] not in titles)
+
+
+def render(r: dict[str, Any], kept: str = "") -> str:
+    """RESULTS.md from a run's results, then the sections of ``kept`` (the file as it was)
+    that the run does not write."""
+    text = _render(r)
+    extra = kept_sections(kept, text)
+    return text + ("\n" + extra.rstrip() + "\n" if extra else "")
+
+
+def _render(r: dict[str, Any]) -> str:
     m, h, f, c = r["machine"], r["http"], r["fit"], r["compute"]
     v = m["versions"]
     one, many, cold = h["one_client"], h["many_clients"], h["cold_start_s"]
@@ -369,6 +417,8 @@ which makes `workbench.writer.EventWriter` a no-op), measured in the same rounds
               f"{rps_on:.1f} req/s", f"{rps_async:.1f} req/s" if rps_async else "—",
               f"{rps_off:.1f} req/s", f"{rps_on / rps_off:.2f}×"]]),
         features_section(r),
+        cache_section(r),
+        stream_section(r),
         "\n" + notes(r),
         "\n## On a GPU\n\nNot part of `make bench` (this machine has no GPU): "
         "`benchmarks/gpu_check.sh` on a lent NVIDIA H100, results in `benchmarks/GPU.md`.\n"]
@@ -383,6 +433,25 @@ def features_section(r: dict[str, Any]) -> str:
     import bench_features
 
     return bench_features.render(r["features"], r["command"])
+
+
+def cache_section(r: dict[str, Any]) -> str:
+    """Figure (g), when measured."""
+    if "cache" not in r:
+        return ""
+    import bench_cache
+
+    return bench_cache.render(r["cache"], r["command"])
+
+
+def stream_section(r: dict[str, Any]) -> str:
+    """Figure (i), or why it is missing."""
+    title = "\n## (i) Streaming inference on Redis Streams (`workbench stream`)\n\n"
+    if "stream" not in r:
+        return title + "Not measured in this run (`redis-server` is not installed).\n"
+    import bench_stream
+
+    return title + bench_stream.render(r["stream"], r["command"])
 
 
 CLASSIC_ERRORS = """
