@@ -98,7 +98,7 @@ def redis(workdir: Path) -> tuple[Any, str] | None:
     import redis as redis_py
 
     from workbench.background import launch
-    from workbench.serving import free_port
+    from workbench.ports import free_port
 
     port = free_port()
     server = launch([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.serving import free_port
+from workbench.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "benchmarks" / "peers"

@@ -42,7 +42,7 @@ os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="bench-stream-home
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from workbench.background import BackgroundServer, launch  # noqa: E402
-from workbench.serving import free_port  # noqa: E402
+from workbench.ports import free_port  # noqa: E402
 
 CLI = [sys.executable, "-m", "workbench.cli"]
 

@@ -108,7 +108,7 @@ def s3_server(tmp_path_factory) -> str:
     import sys
 
     from workbench.background import launch
-    from workbench.serving import free_port
+    from workbench.ports import free_port
 
     port = free_port()
     server = launch([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",

@@ -1,5 +1,5 @@
 """A log capture for the tests: the workbench's loggers may not propagate to the root
-logger (``serving.log_to_stderr``), where pytest's ``caplog`` listens."""
+logger (``logs.log_to_stderr``), where pytest's ``caplog`` listens."""
 
 from __future__ import annotations
 

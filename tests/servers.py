@@ -8,7 +8,7 @@ from pathlib import Path
 
 from workbench.background import BENTOML, start
 from workbench.background import BackgroundServer as Server
-from workbench.serving import free_port
+from workbench.ports import free_port
 
 __all__ = ["BENTOML", "HAPROXY", "ROOT", "Server", "bentoml_serve", "free_port", "load_balancer",
            "replica_env", "wait_for"]

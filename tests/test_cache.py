@@ -17,8 +17,9 @@ from prometheus_client import REGISTRY
 from workbench.artifact import Posterior
 from workbench.cache import PredictionCache, keys_of
 from workbench.errors import ConfigError
+from workbench.ports import free_port
 from workbench.predict import Predictor
-from workbench.serving import ModelServer, free_port
+from workbench.serving import ModelServer
 
 ROWS = [[0.5, -0.2, 0.1, 1.0], [1.0, 0.0, -1.0, 2.0], [0.0, 0.3, 0.0, -0.7]]
 

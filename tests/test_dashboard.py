@@ -80,7 +80,33 @@ def test_tabs_render_from_the_event_store(db):
     assert {"p50", "p95", "p99", "requests", "errors"} <= set(lat.columns)
     assert lat["requests"].sum() == 120
     assert len(dashboard_data.widths(data)) == 120
-    assert app.latency_tab() is not None and app.uncertainty_tab() is not None
+    latency = {_title(pane): pane.object for pane in app.latency_tab()}
+    assert list(latency) == ["latency percentiles by arm", "median latency by model version",
+                             "latency histogram", "requests and fallbacks per time bin"]
+    assert set(latency["median latency by model version"].keys()) == {"m-control:1",
+                                                                      "m-treatment:1"}
+    assert _totals(latency["latency histogram"]) == {"control": 60, "treatment": 60}
+    assert _totals(latency["requests and fallbacks per time bin"]) == {"requests": 120,
+                                                                        "errors": 0}
+    tab = app.uncertainty_tab()
+    uncertainty = [pane.object for pane in tab]
+    assert _title(tab[0]) == "served interval widths"
+    assert _totals(uncertainty[0]) == {"control": 60, "treatment": 60}  # one row each
+    reliability = uncertainty[1].get(0)  # the arms' curves, under the diagonal
+    assert set(reliability.keys()) == {"control", "treatment"}
+
+
+def _title(pane) -> str | None:
+    """The title a HoloViews pane's plot is drawn with."""
+    import holoviews as hv
+
+    return hv.Store.lookup_options("bokeh", pane.object, "plot").kwargs.get("title")
+
+
+def _totals(overlay) -> dict[str, float]:
+    """Each element of an overlay: the sum of its values (a histogram: its count)."""
+    return {key: float(element.dframe().iloc[:, -1].sum())
+            for key, element in zip(overlay.keys(), overlay.values(), strict=True)}
 
 
 def test_refresh_picks_up_new_events(db):

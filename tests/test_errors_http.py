@@ -65,7 +65,7 @@ def client() -> TestClient:
 
 @pytest.fixture
 def logged(caplog, monkeypatch) -> pytest.LogCaptureFixture:
-    # workbench.serving.log_to_stderr stops propagation once a server ran in this session
+    # workbench.logs.log_to_stderr stops propagation once a server ran in this session
     monkeypatch.setattr(logging.getLogger("workbench"), "propagate", True)
     caplog.set_level(logging.ERROR, logger="workbench.http")
     return caplog
@@ -136,7 +136,7 @@ def test_a_traceparent_names_the_request_when_no_request_id_does(client):
 
 def test_every_request_but_the_probes_has_one_access_line_with_its_id(caplog):
     # Records on the logger itself: whatever handlers and propagation earlier tests in this
-    # process left on the workbench loggers (serving.log_to_stderr), each line is seen once.
+    # process left on the workbench loggers (logs.log_to_stderr), each line is seen once.
     caplog.set_level(logging.INFO, logger="workbench.http")  # restored after the test
     app = Starlette(routes=[Route("/id", echo_id), Route("/readyz", echo_id),
                             Route("/boom", boom)])

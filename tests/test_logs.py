@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from workbench import logs, serving, trace
+from workbench import logs, trace
 from workbench.errors import ConfigError
 
 
@@ -105,8 +105,8 @@ def test_log_to_stderr_configures_json_once(monkeypatch, capsys):
     monkeypatch.delenv(logs.FORMAT_ENV, raising=False)
     root = logging.getLogger("workbench")
     root.handlers[:] = []
-    serving.log_to_stderr()
-    serving.log_to_stderr()  # a second service in the same process: nothing added
+    logs.log_to_stderr()
+    logs.log_to_stderr()  # a second service in the same process: nothing added
     assert len(root.handlers) == 1
     logging.getLogger("workbench.serving").info("ready")
     assert json.loads(capsys.readouterr().err.splitlines()[-1])["message"] == "ready"

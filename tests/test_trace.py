@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from opentelemetry import propagate
+from opentelemetry import context, propagate
 
 from workbench import trace
 
@@ -79,4 +79,6 @@ def test_outgoing_calls_carry_the_id_beside_traceparent():
     finally:
         trace.unbind(token)
     assert headers["X-Request-ID"] == "abc-123"
-    assert trace.RequestIdPropagator().extract({}) is not None
+    given = context.set_value("k", "v")  # extract gives back the context it was handed
+    assert trace.RequestIdPropagator().extract({"X-Request-ID": "in"}, given) is given
+    assert trace.RequestIdPropagator().extract({"X-Request-ID": "in"}) == context.get_current()

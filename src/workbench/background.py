@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.serving import free_port
+from workbench.ports import free_port
 
 BENTOML = str(Path(sys.executable).parent / "bentoml")
 

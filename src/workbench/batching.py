@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,14 +45,14 @@ class _Item:
 
 @dataclass
 class BatchStats:
-    """Counters for /metadata and the benchmarks."""
+    """What one batcher computed: model calls, requests and rows in them, and requests
+    retried one by one. Prometheus counts per model tag, shared by every batcher of the
+    process; these are this batcher's own (the tests tell replicas apart by them)."""
 
     calls: int = 0
     requests: int = 0
     rows: int = 0
-    largest: int = 0
     retried: int = 0
-    sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
 
 class MicroBatcher:
@@ -171,8 +171,6 @@ class MicroBatcher:
         s.calls += 1
         s.requests += len(batch)
         s.rows += rows
-        s.largest = max(s.largest, rows)
-        s.sizes.append(len(batch))
         self._sizes.observe(rows)
 
     def close(self) -> None:

@@ -213,9 +213,9 @@ def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
     """Keep the experiment live (a trickle of simulated traffic) and the dashboard open on
     it, printing its URL, until Ctrl+C; then stop everything."""
     from workbench.dashboard_serve import serve_command, serve_env
-    from workbench.serving import free_port
+    from workbench.ports import free_port, port_free
 
-    port = port if _port_free(port) else free_port()
+    port = port if port_free(port) else free_port()
     env = dict(os.environ) | {"WORKBENCH_GATEWAY_URL": made["url"]}  # the pipeline tab
     if made["server"].api_key:
         env["WORKBENCH_API_KEY"] = made["server"].api_key
@@ -241,10 +241,3 @@ def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
         made["server"].stop()
         for process in (traffic, dash):
             process.wait(60)
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0

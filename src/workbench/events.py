@@ -18,25 +18,16 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
+from workbench.home import default_url
 from workbench.migrate import ensure
 from workbench.schema import metadata, outcomes, predictions, registry
 
 logger = logging.getLogger("workbench.events")
-
-
-def default_url() -> str:
-    """``WORKBENCH_DB_URL``, else the SQLite file under ``WORKBENCH_HOME``."""
-    if url := os.environ.get("WORKBENCH_DB_URL"):
-        return url
-    home = Path(os.environ.get("WORKBENCH_HOME") or Path.home() / ".workbench")
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'events.db'}"
 
 
 def log_enabled() -> bool:

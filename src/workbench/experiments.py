@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import stats
 
 # brier, log_score and bayesian_bootstrap have been public here from the start
 from workbench.aggregates import Fold, Moments, Score
@@ -90,14 +90,6 @@ def beta_posterior(successes: np.ndarray, trials: np.ndarray, prior: tuple[float
     """Beta(alpha, beta) per arm after ``successes`` of ``trials`` (conjugate update)."""
     s, n = np.asarray(successes, float), np.asarray(trials, float)
     return prior[0] + s, prior[1] + n - s
-
-
-def prob_b_beats_a(a_alpha: float, a_beta: float, b_alpha: float, b_beta: float) -> float:
-    """P(p_B > p_A) for independent Beta posteriors, exactly (integer ``b_alpha``)."""
-    i = np.arange(int(b_alpha))
-    log_terms = (special.betaln(a_alpha + i, a_beta + b_beta) - np.log(b_beta + i)
-                 - special.betaln(1 + i, b_beta) - special.betaln(a_alpha, a_beta))
-    return float(np.exp(special.logsumexp(log_terms)))
 
 
 def prob_best(draws: np.ndarray, *, higher_is_better: bool = True) -> np.ndarray:
@@ -213,13 +205,6 @@ def fold_draws(fold: Fold, config: ExperimentConfig, *, samples: int = DRAWS, se
                                 min(samples, 4000), seed), counts
     return np.stack([mean_draws(fold.scores[metric].get(a, Score()), samples, rng)
                      for a in names], axis=1), counts
-
-
-def metric_draws(events: Events, config: ExperimentConfig, *, samples: int = DRAWS,
-                 seed: int = 0) -> tuple[np.ndarray, list[int]]:
-    """Posterior draws ``(samples, arms)`` of the configured metric, and outcomes per arm."""
-    return fold_draws(fold_events(events, counted=_statuses(events)), config,
-                      samples=samples, seed=seed)
 
 
 # -- the read-out ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from workbench import bandit, control, events, feedback, guardrails, metrics, readout
+from workbench import bandit, control, events, feedback, guardrails, logs, metrics, readout
 from workbench.arms import ArmClient, ArmModel, PredictCall
 from workbench.config import ExperimentConfig
 from workbench.errors import ConfigError, InputError, ModelNotFound, Unavailable
@@ -76,9 +76,7 @@ class Gateway:
                  predict: PredictCall, *, engine: Any, writer: EventWriter,
                  max_rows: int = 1024, poll_seconds: float = 1.0,
                  feedback_grace: float = 5.0, inputs: str = "raw") -> None:
-        from workbench.serving import log_to_stderr
-
-        log_to_stderr()
+        logs.log_to_stderr()
         self.config = config
         self.engine = engine
         self.writer = writer

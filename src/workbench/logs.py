@@ -1,7 +1,7 @@
 """The workbench's log lines: one JSON object per line under the services, or text.
 
 BentoML configures only its own loggers; :func:`configure` gives the ``workbench.*``
-loggers one handler on standard error (``serving.log_to_stderr`` calls it when a service
+loggers one handler on standard error (:func:`log_to_stderr` calls it when a service
 starts). ``WORKBENCH_LOG_FORMAT`` picks the format:
 
 - ``json`` (the default): ``{"timestamp", "level", "logger", "message", "request_id",
@@ -141,6 +141,14 @@ def configure(fmt: str | None = None, *, stream: TextIO | None = None,
     root.setLevel(level)
     root.propagate = False
     return handler
+
+
+def log_to_stderr() -> None:
+    """:func:`configure` with the defaults, unless the ``workbench`` loggers have a handler
+    already: called when a service starts (BentoML configures only its own loggers), so a
+    second service in the same process adds nothing."""
+    if not logging.getLogger(ROOT).handlers:
+        configure()
 
 
 def _service_name() -> str | None:

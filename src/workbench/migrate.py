@@ -34,6 +34,7 @@ from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
 from workbench.errors import NewerSchema, SchemaError
+from workbench.home import default_url
 
 logger = logging.getLogger("workbench.migrate")
 
@@ -292,10 +293,8 @@ def _where(eng: sa.Engine) -> str:
 
 def _command(eng: sa.Engine) -> str:
     """``workbench db upgrade``, with ``--db`` unless the store is the default one."""
-    from workbench import events  # events imports this module
-
     try:
-        default = sa.make_url(events.default_url())
+        default = sa.make_url(default_url())
     except OSError:  # an unwritable WORKBENCH_HOME: name the store explicitly
         default = None
     if eng.url == default:

@@ -13,7 +13,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from starlette.applications import Starlette
@@ -23,8 +23,11 @@ from starlette.routing import Route
 
 from workbench.errors import InputError
 from workbench.errors_http import error_response
+from workbench.lineup import Served
 from workbench.predict import DEFAULT_MASS
-from workbench.serving import ModelServer, Served
+
+if TYPE_CHECKING:  # for annotations only: the routes reach the server through get_server
+    from workbench.serving import ModelServer
 
 DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 HEADER_LENGTH = "inference-header-content-length"

@@ -36,6 +36,8 @@ from workbench.errors_http import (  # noqa: F401 (re-exported: the bentos call 
 )
 from workbench.limits import MAX_BODY_BYTES, MAX_ROWS, BodyLimit  # noqa: F401 (re-exported)
 from workbench.lineup import Lineup, Served, lineup
+from workbench.logs import log_to_stderr
+from workbench.ports import free_port  # noqa: F401 (re-exported: notebook 05's cells import it)
 from workbench.predict import (
     DEFAULT_BUCKETS,
     DEFAULT_MASS,
@@ -51,24 +53,6 @@ from workbench.sources import (  # noqa: F401 (re-exported: the bentos call serv
 )
 
 logger = logging.getLogger("workbench.serving")
-
-
-def log_to_stderr() -> None:
-    """BentoML configures only its own loggers; make ours visible beside them, as JSON
-    lines or text (``WORKBENCH_LOG_FORMAT``, :func:`workbench.logs.configure`)."""
-    from workbench import logs
-
-    if not logging.getLogger("workbench").handlers:
-        logs.configure()
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ModelServer:

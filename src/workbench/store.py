@@ -150,12 +150,6 @@ def list_models() -> list[ModelInfo]:
     return sorted(out, key=lambda m: m.created, reverse=True)
 
 
-def info(ref: str) -> ModelInfo:
-    """What the store knows of one model (no artifact load)."""
-    tag = resolve(ref)
-    return next(m for m in list_models() if m.tag == tag)
-
-
 def aliases() -> dict[str, str]:
     """Each alias and the tag it points at now."""
     return {a: e["history"][-1]["tag"] for a, e in _read_aliases().items() if e["history"]}
@@ -205,11 +199,6 @@ def rollback(alias: str, *, by: str | None = None) -> str:
         registry[alias].setdefault("rolled_back", []).append(
             undone | {"rolled_back_at": _now(), "rolled_back_by": by})
         return history[-1]["tag"]
-
-
-def delete_alias(alias: str) -> None:
-    with _locked() as registry:
-        registry.pop(alias, None)
 
 
 def export(ref: str, url: str) -> str:

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from workbench import redact
 from workbench.errors import ConfigError, Unavailable
-from workbench.stream import Event, Result
+from workbench.stream_format import Event, Result
 
 SCHEMES = ("redis", "rediss")
 EXPECTED = "redis://host:port/db/stream (rediss:// for TLS)"

@@ -27,7 +27,7 @@ from servers import BENTOML, ROOT, bentoml_serve
 
 from workbench import events, keys, store
 from workbench.background import launch
-from workbench.serving import free_port
+from workbench.ports import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 

@@ -8,6 +8,8 @@ import json
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from servers import wait_for
 
 from workbench import datasets, store
 from workbench.predict import Predictor
@@ -144,11 +146,30 @@ def test_log_reports_time_from_process_start_to_ready(predictor):
     assert "from process start to ready" in predictor.output()
 
 
-def test_health_and_metrics(predictor):
+def _samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """``{(sample name, labels): value}`` of the server's ``/metrics``."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_health_and_metrics(predictor, champion):
     for path in ("/healthz", "/livez", "/readyz", "/v2/health/live", "/v2/health/ready"):
         assert httpx.get(predictor.url + path).status_code == 200, path
-    metrics = httpx.get(predictor.url + "/metrics").text
-    assert "bentoml_service_request_total" in metrics or "request" in metrics
+    model = frozenset({("model", champion)})
+    rows_key, calls_key = ("workbench_batcher_batch_size_sum", model), \
+        ("workbench_batcher_batch_size_count", model)
+    before = _samples(predictor.url)
+    assert ("workbench_batcher_queue_depth", model) in before  # the champion's own batcher
+    rows = np.random.default_rng().normal(size=(7, 30)).tolist()  # never an earlier request's
+    r = httpx.post(predictor.url + "/predict", json={"instances": rows, "model": "champion"})
+    assert r.status_code == 200 and r.json()["model"] == champion
+    wait_for(lambda: _samples(predictor.url).get(rows_key, 0.0) > before.get(rows_key, 0.0),
+             30, "the request's rows on /metrics")
+    after = _samples(predictor.url)
+    assert after[rows_key] == before.get(rows_key, 0.0) + 7  # one call of its seven rows
+    assert after[calls_key] == before.get(calls_key, 0.0) + 1
+    assert any(name.startswith("bentoml_") for name, _ in after)  # BentoML's, beside ours
     docs = httpx.get(predictor.url + "/docs", follow_redirects=True)
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert "/predict" in httpx.get(predictor.url + "/docs.json").json()["paths"]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from workbench.background import launch
-from workbench.serving import free_port
+from workbench.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ["01_fit_and_diagnose.ipynb", "02_package_and_serve.ipynb", "03_experiment.ipynb",
