@@ -12,6 +12,7 @@ from conftest import make_posterior
 from servers import ROOT, Server, bentoml_serve
 
 from workbench import datasets, store
+from workbench.background import own_home
 from workbench.fit import DiagnosticsWarning, SamplerConfig, fit
 
 
@@ -40,7 +41,10 @@ def predictor(champion, regression, server_env, tmp_path_factory) -> Iterator[Se
     log = tmp_path_factory.mktemp("logs") / "predictor.log"
     server = bentoml_serve(["service:Predictor", "--working-dir",
                             str(ROOT / "bentos" / "predictor"), "--arg", "models=champion,reg"],
-                           env=server_env, log=log)
+                           # a home of its own: a later `bentoml serve` under the shared home
+                           # empties its prometheus directory and /metrics stops counting
+                           env=server_env | {"BENTOML_HOME": str(own_home(
+                               tmp_path_factory.mktemp("homes"), "predictor"))}, log=log)
     yield server
     server.stop()
 
