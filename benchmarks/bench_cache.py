@@ -30,12 +30,10 @@ and after each measurement; beside it, the best possible (every repeat a hit).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import http.client
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -92,31 +90,9 @@ def model(log: Callable[[str], None]) -> str:
 
 def redis(workdir: Path) -> tuple[Any, str] | None:
     """A local ``redis-server`` (in memory) and its URL; None when not installed."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return None
-    import redis as redis_py
+    from workbench.background import REDIS, redis_server
 
-    from workbench.background import launch
-    from workbench.ports import free_port
-
-    port = free_port()
-    server = launch([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no"], port=port, log=workdir / "logs" / "redis.log",
-                    ready_path=None)
-    client = redis_py.Redis(port=port, socket_timeout=1)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.ping()
-            break
-        except redis_py.ConnectionError:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise
-            time.sleep(0.05)
-    client.close()
-    return server, f"redis://127.0.0.1:{port}/0"
+    return None if REDIS is None else redis_server(log=workdir / "logs" / "redis.log")
 
 
 def specs(tag: str, workdir: Path, redis_url: str | None, warm_row: list[float]) -> list[Spec]:
@@ -333,6 +309,8 @@ def run(workdir: Path, *, rounds: int = 3, requests: int = 20_000, distinct: int
 
 def render(r: dict[str, Any], command: str) -> str:
     """The section of benchmarks/RESULTS.md."""
+    from run import machine_note, table
+
     clients = r["clients"]
 
     def cell(s: dict[str, Any], digits: int = 2, unit: str = " ms") -> str:
@@ -359,7 +337,7 @@ def render(r: dict[str, Any], command: str) -> str:
 
 Command: `{command}` ({'**quick run**: few rounds, wide spreads; ' if r.get('quick') else ''}\
 {r['date']}, {r['minutes']} min; load average {r['load_average_at_start']:.2f} at the start,
-{r['load_average_at_end']:.2f} at the end{_machine(r)}).
+{r['load_average_at_end']:.2f} at the end{machine_note(r, "bentoml", "jax", "aiohttp")}).
 Predictors of `{r['model']}` ({r['features']} features, {r['draws']} draws), each `bentoml
 serve service:Predictor --working-dir bentos/predictor --arg models=TAG` with a
 `BENTOML_HOME` of its own, ready after {ready}:
@@ -382,7 +360,7 @@ reach {pct(r['possible_hit_rate']['one_client'])} (1 client) and
 equal the computed ones (largest difference in mean or interval over 50 rows, each asked
 twice of the cache: {r['max_abs_difference']:.1e}).
 
-""" + _table(["server", "clients", "hit rate", "p50", "p99", "throughput", "errors"],
+""" + table(["server", "clients", "hit rate", "p50", "p99", "throughput", "errors"],
              rows) + f"""
 
 Paired per round (p50 without the cache over p50 with it): {paired}.
@@ -413,44 +391,10 @@ def summary(r: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-def _machine(r: dict[str, Any]) -> str:
-    """The machine, for a run of this module alone (``make bench`` states it above)."""
-    m = r.get("machine")
-    if not m:
-        return ""
-    v = m["versions"]
-    return (f"; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, working tree on "
-            f"`{m['commit']}`; BentoML {v['bentoml']}, JAX {v['jax']}, aiohttp {v['aiohttp']}")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
-    parser.add_argument("--json", help="write the figures here")
-    parser.add_argument("--markdown", help="write the RESULTS.md section here")
-    parser.add_argument("--workdir", default=str(ROOT / ".workbench" / "bench-cache"))
-    args = parser.parse_args()
-    from run import fresh_workdir, machine
+    from run import standalone
 
-    workdir = fresh_workdir(args.workdir)
-    os.environ.pop("WORKBENCH_MODELS", None)
-
-    out = run(workdir, **(QUICK if args.quick else {})) | {"quick": args.quick,
-                                                             "machine": machine()}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text)
-    section = render(out, ".venv/bin/python benchmarks/bench_cache.py"
-                     + " --quick" * args.quick)
-    print(section)
-    if args.markdown:
-        Path(args.markdown).write_text(section)
+    standalone("bench_cache.py", run, render, QUICK, "bench-cache")
 
 
 if __name__ == "__main__":

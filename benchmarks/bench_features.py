@@ -35,7 +35,6 @@ At 64 clients it is the lookup thread's busy fraction and the rows per batched l
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import http.client
 import json
@@ -261,6 +260,8 @@ def same_answers(entity: Running, raw: Running, n: int) -> float:
 
 def render(r: dict[str, Any], command: str) -> str:
     """The section of benchmarks/RESULTS.md."""
+    from run import machine_note, table
+
     one, many, look, paired = r["one_client"], r["many_clients"], r["lookup"], r["paired"]
     clients = r["clients"]
     off = look[UNCACHED]["one_client"]
@@ -297,7 +298,7 @@ def render(r: dict[str, Any], command: str) -> str:
 
 Command: `{command}` ({'**quick run**: few rounds, wide spreads; ' if r.get('quick') else ''}\
 {r['date']}, {r['minutes']} min; load average {r['load_average_at_start']:.2f} at the start,
-{r['load_average_at_end']:.2f} at the end{_machine(r)}).
+{r['load_average_at_end']:.2f} at the end{machine_note(r, "feast", "bentoml", "aiohttp")}).
 The demo's Feast repository (SQLite online store) and a logistic model trained from its
 feature service `diagnosis_v1` ({r['features']} features, the demo's sampler settings),
 both made in this run; two Predictors of that model (`bentoml serve service:Predictor
@@ -317,7 +318,7 @@ servers were ready (`/readyz` 200) after {r['ready_s'][CACHED]:.1f} s and
   the online store holds them (same predictions: max difference
   {r['max_abs_difference']:.1e}).
 
-""" + _table(["subject", "p50, 1 client", "p99, 1 client", "errors, 1 client",
+""" + table(["subject", "p50, 1 client", "p99, 1 client", "errors, 1 client",
               f"throughput, {clients} clients", f"p99, {clients} clients",
               f"errors, {clients} clients"], rows) + "\n\nPaired per round: " + "; ".join(
         f"{k}: {x['median']:.2f} (IQR {x['iqr']:.2f})" for k, x in paired.items()) + f""".
@@ -329,7 +330,7 @@ is the sum of the request latencies; at {clients} clients it is the busy fractio
 thread that does the lookups. Rows per lookup and the hit rate from
 `workbench_feature_rows_total` (`online`, `cache_hit`).
 
-""" + _table(["server", "clients", "lookup share", "per lookup", "lookups per request",
+""" + table(["server", "clients", "lookup share", "per lookup", "lookups per request",
               "rows per lookup", "cache hits"], lookups) + f"""
 
 At 1 client (paired per round), by entity with the cache off costs {d_off:.2f} ms more than
@@ -365,45 +366,10 @@ repository with the batcher's function wrapped, and cProfile on `get_online_feat
 """
 
 
-def _machine(r: dict[str, Any]) -> str:
-    """The machine, for a run of this module alone (``make bench`` states it above)."""
-    m = r.get("machine")
-    if not m:
-        return ""
-    v = m["versions"]
-    return (f"; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, working tree on "
-            f"`{m['commit']}`; "
-            f"Feast {v.get('feast', '?')}, BentoML {v['bentoml']}, aiohttp {v['aiohttp']}")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
-    parser.add_argument("--json", help="write the figures here")
-    parser.add_argument("--markdown", help="write the RESULTS.md section here")
-    parser.add_argument("--workdir", default=str(ROOT / ".workbench" / "bench-features"))
-    args = parser.parse_args()
-    from run import fresh_workdir, machine
+    from run import standalone
 
-    workdir = fresh_workdir(args.workdir)
-    os.environ.pop("WORKBENCH_MODELS", None)
-
-    out = run(workdir, **(QUICK if args.quick else {})) | {"quick": args.quick,
-                                                             "machine": machine()}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text)
-    section = render(out, ".venv/bin/python benchmarks/bench_features.py"
-                     + " --quick" * args.quick)
-    print(section)
-    if args.markdown:
-        Path(args.markdown).write_text(section)
+    standalone("bench_features.py", run, render, QUICK, "bench-features")
 
 
 if __name__ == "__main__":

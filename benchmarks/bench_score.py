@@ -24,9 +24,7 @@ output equals an uninterrupted run's.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import re
 import signal
@@ -370,6 +368,8 @@ def run(workdir: Path, *, rows: int = ROWS, small: int = SMALL,
 
 def render(r: dict[str, Any], command: str) -> str:
     """The section of benchmarks/RESULTS.md."""
+    from run import machine_note, table
+
     rows, draws, (c0, c1) = r["rows"], r["draws"], r["chunks"]
     by = {(x["rows"], x["chunk_rows"]): x for x in r["local"]}
     peer_rate = r["peer"]["rows"] / r["peer"]["seconds"]
@@ -405,7 +405,7 @@ def render(r: dict[str, Any], command: str) -> str:
 
 Command: `{command}` ({'**quick run**: smaller files; ' if r.get('quick') else ''}\
 {r['date']}, {r['minutes']} min; load average {r['load_average_at_start']:.2f} at the start,
-{r['load_average_at_end']:.2f} at the end{_machine(r)}).
+{r['load_average_at_end']:.2f} at the end{machine_note(r, "jax", "numpyro", "ray")}).
 Model: figure (a)'s posterior ({r['features']}-feature logistic regression, {draws} draws),
 stored as `{r['model']}`. Input: Parquet files of random rows made in this run
 (`customer_id` + {r['features']} float32 features, row groups of {r['row_group']:,} rows):
@@ -420,12 +420,12 @@ over the first {r['peer']['rows']:,} rows of the same file read in the same chun
 for both chunk shapes first; it writes nothing); its answers equal the local engine's to
 {r['peer']['max_abs_difference_to_local']:.1e}.
 
-""" + _table(["subject", f"scoring {rows:,} rows", "rows/s", "rows × draws/s",
+""" + table(["subject", f"scoring {rows:,} rows", "rows/s", "rows × draws/s",
               "to jit(Predictive)", "process wall", "rows/s (wall)"], subjects) + """
 
 Memory: peak RSS of the local engine's process by file and chunk size.
 
-""" + _table(["rows in the file", "file", "chunk rows", "chunks", "peak RSS", "wall"],
+""" + table(["rows in the file", "file", "chunk rows", "chunks", "peak RSS", "wall"],
              memory) + f"""
 
 Checks, all in this run:
@@ -455,43 +455,10 @@ RETRIED = """
   can miss (ray-project/ray#65983)."""
 
 
-def _machine(r: dict[str, Any]) -> str:
-    """The machine, for a run of this module alone (``make bench`` states it above)."""
-    m = r.get("machine")
-    if not m:
-        return ""
-    v = m["versions"]
-    return (f"; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, working tree on "
-            f"`{m['commit']}`; JAX {v['jax']}, NumPyro {v['numpyro']}, Ray {m.get('ray', '?')}")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="smaller files (a smoke run)")
-    parser.add_argument("--json", help="write the figures here")
-    parser.add_argument("--markdown", help="write the RESULTS.md section here")
-    parser.add_argument("--workdir", default=str(ROOT / ".workbench" / "bench-score"))
-    args = parser.parse_args()
-    from importlib.metadata import version
+    from run import standalone
 
-    from run import fresh_workdir, machine
-
-    workdir = fresh_workdir(args.workdir)
-    out = run(workdir, **(QUICK if args.quick else {})) | {
-        "quick": args.quick, "machine": machine() | {"ray": version("ray")}}
-    text = json.dumps(out, indent=2)
-    if args.json:
-        Path(args.json).write_text(text)
-    section = render(out, ".venv/bin/python benchmarks/bench_score.py"
-                     + " --quick" * args.quick)
-    print(section)
-    if args.markdown:
-        Path(args.markdown).write_text(section)
+    standalone("bench_score.py", run, render, QUICK, "bench-score")
 
 
 if __name__ == "__main__":

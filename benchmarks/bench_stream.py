@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -41,30 +40,9 @@ import numpy as np
 os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="bench-stream-home-"))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from workbench.background import BackgroundServer, launch  # noqa: E402
-from workbench.ports import free_port  # noqa: E402
+from workbench.background import BackgroundServer, launch, redis_server  # noqa: E402
 
 CLI = [sys.executable, "-m", "workbench.cli"]
-
-
-def redis_server(workdir: Path) -> tuple[BackgroundServer, str]:
-    import redis
-
-    port = free_port()
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    server = launch([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no"], port=port, log=workdir / "redis.log",
-                    ready_path=None)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.ping()
-            return server, f"redis://127.0.0.1:{port}/0"
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or not server.running():
-                raise RuntimeError("redis-server did not start: " + server.output()) from None
-            time.sleep(0.05)
 
 
 def model_and_rows(ref: str | None) -> tuple[str, np.ndarray]:
@@ -153,7 +131,7 @@ def run(ref: str | None = None, *, consumers: int = 2, batch: int = 64, rate: fl
         seconds: float = 10, burst: int = 10_000) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     tag, rows = model_and_rows(ref)
-    server, url = redis_server(workdir)
+    server, url = redis_server(log=workdir / "redis.log")
     try:
         common = {"consumers": consumers, "batch": batch, "workdir": workdir}
         return {"model": tag,

@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,8 @@ def machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    packages = ("jax", "numpyro", "bentoml", "fastapi", "uvicorn", "starlette", "aiohttp") + (
-        ("feast",) if importlib.util.find_spec("feast") else ())
+    packages = ("jax", "numpyro", "bentoml", "fastapi", "uvicorn", "starlette", "aiohttp") + tuple(
+        p for p in ("feast", "ray") if importlib.util.find_spec(p))
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -262,6 +263,46 @@ def cache_summary(r: dict[str, Any]) -> list[list[str]]:
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+LABELS = {"jax": "JAX", "numpyro": "NumPyro", "bentoml": "BentoML", "feast": "Feast",
+          "ray": "Ray"}
+
+
+def machine_note(r: dict[str, Any], *packages: str) -> str:
+    """The machine and ``packages``' versions, for a figure's module run alone (``make
+    bench`` states them at the top); empty when ``r`` has no machine."""
+    m = r.get("machine")
+    if not m:
+        return ""
+    names = ", ".join(f"{LABELS.get(p, p)} {m['versions'].get(p, '?')}" for p in packages)
+    return (f"; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, working tree on "
+            f"`{m['commit']}`; {names}")
+
+
+def standalone(script: str, run: Callable[..., dict[str, Any]],
+               render: Callable[[dict[str, Any], str], str], quick: dict[str, Any],
+               workdir: str) -> None:
+    """``main`` of a figure's module: run it alone (``--quick``, ``--json``, ``--markdown``,
+    ``--workdir``, default ``.workbench/WORKDIR``), print its figures and its section."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--markdown", help="write the RESULTS.md section here")
+    parser.add_argument("--workdir", default=str(ROOT / ".workbench" / workdir))
+    args = parser.parse_args()
+    path = fresh_workdir(args.workdir)
+    os.environ.pop("WORKBENCH_MODELS", None)
+    out = run(path, **(quick if args.quick else {})) | {"quick": args.quick,
+                                                         "machine": machine()}
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+    section = render(out, f".venv/bin/python benchmarks/{script}" + " --quick" * args.quick)
+    print(section)
+    if args.markdown:
+        Path(args.markdown).write_text(section)
 
 
 def _read(path: str) -> str:

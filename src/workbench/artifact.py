@@ -148,10 +148,23 @@ def load(path: str | Path, *, model: str | None = None, kind: str | None = None)
         path = path / FILENAME
     if not path.is_file():
         raise CorruptArtifact(f"no posterior artifact at {str(path)!r}")
+    return _read(path, repr(str(path)), model=model, kind=kind)
+
+
+def from_bytes(payload: bytes, *, model: str | None = None,
+               kind: str | None = None) -> Posterior:
+    """:func:`load` from the file's bytes (an artifact shipped to a Ray actor or a Spark
+    executor), checked the same way, without a temporary file."""
+    import io
+
+    return _read(io.BytesIO(payload), "the artifact's bytes", model=model, kind=kind)
+
+
+def _read(source: Any, where: str, *, model: str | None, kind: str | None) -> Posterior:
     try:
         # Read with h5py alone: the serving path needs neither ArviZ nor xarray (and their
         # seconds of import time); the file is plain netCDF-4/HDF5.
-        with h5py.File(path, "r") as f:
+        with h5py.File(source, "r") as f:
             attrs = json.loads(f["posterior"].attrs["workbench"])
             samples = _variables(f["posterior"])
             stats = _variables(f["sample_stats"]) if "sample_stats" in f else {}
@@ -160,16 +173,16 @@ def load(path: str | Path, *, model: str | None = None, kind: str | None = None)
         x_scale = np.asarray(constant["x_scale"], np.float64)
     except KeyError as exc:
         raise ArtifactMismatch(
-            f"{str(path)!r} is not a workbench posterior (missing {exc})",
+            f"{where} is not a workbench posterior (missing {exc})",
             detail={"expected format": FORMAT}) from None
     except Exception as exc:  # h5py raises many types for a damaged file
-        raise CorruptArtifact(f"cannot read posterior artifact {str(path)!r}: {exc}") from exc
+        raise CorruptArtifact(f"cannot read posterior artifact {where}: {exc}") from exc
 
     if attrs.get("format") != FORMAT:
         raise ArtifactMismatch(f"unsupported artifact format {attrs.get('format')!r}",
                                detail={"expected": FORMAT})
     if _draws_digest(samples) != attrs.get("draws_sha256"):
-        raise CorruptArtifact(f"the draws in {str(path)!r} do not match their checksum",
+        raise CorruptArtifact(f"the draws in {where} do not match their checksum",
                               detail={"hint": "the file was altered or damaged; re-export it"})
     fields = {k: attrs[k] for k in (
         "model", "kind", "options", "y_loc", "y_scale", "name", "sampler", "diagnostics",
@@ -179,7 +192,7 @@ def load(path: str | Path, *, model: str | None = None, kind: str | None = None)
         samples=samples, sample_stats=stats, x_loc=x_loc, x_scale=x_scale, **fields)
     if posterior.model_id != attrs.get("model_id"):
         raise ArtifactMismatch(
-            f"the attributes of {str(path)!r} do not match its model id",
+            f"the attributes of {where} do not match its model id",
             detail={"stored": attrs.get("model_id"), "recomputed": posterior.model_id})
     if model is not None and posterior.model != model:
         raise ArtifactMismatch(f"expected a {model!r} posterior, found {posterior.model!r}")

@@ -1,10 +1,10 @@
-"""Local servers in the background: for notebooks, the demo and the tests.
+"""Local servers in the background: for notebooks, the demo, the tests and the benchmarks.
 
 :func:`start` runs ``bentoml serve TARGET`` on a free loopback port (:func:`launch` any
-other server command) in its own process group, logs to a file, waits until it is ready
-and returns a :class:`BackgroundServer`; :meth:`BackgroundServer.stop` (also on leaving a
-``with`` block, and at interpreter exit) signals the whole group, so no worker outlives
-the notebook that started it.
+other server command, :func:`redis_server` Debian's ``redis-server``) in its own process
+group, logs to a file, waits until it is ready and returns a :class:`BackgroundServer`;
+:meth:`BackgroundServer.stop` (also on leaving a ``with`` block, and at interpreter exit)
+signals the whole group, so no worker outlives the notebook that started it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from typing import Any
 from workbench.ports import free_port
 
 BENTOML = str(Path(sys.executable).parent / "bentoml")
+REDIS = shutil.which("redis-server") or next(
+    (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if Path(p).exists()), None)
 
 
 @dataclass
@@ -137,6 +140,33 @@ def launch(command: Sequence[str], *, port: int, log: str | Path,
     if ready_path is not None:
         server.wait_ready(ready_timeout, path=ready_path)
     return server
+
+
+def redis_server(*, log: str | Path, timeout: float = 30.0) -> tuple[BackgroundServer, str]:
+    """``redis-server`` (:data:`REDIS`) on a free loopback port, in memory only (no RDB, no
+    AOF), once it answers PING; the server (stop it with ``.stop()``) and its ``redis://``
+    URL. Raises RuntimeError with the end of its log if it does not answer in ``timeout``."""
+    import redis
+
+    port = free_port()
+    server = launch([REDIS or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "no"], port=port, log=log, ready_path=None)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                if client.ping():
+                    return server, f"redis://127.0.0.1:{port}/0"
+            except redis.ConnectionError:
+                pass
+            if not server.running() or time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"redis-server did not answer PING; log {log}:\n"
+                                   + server.output()[-2000:])
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def start(target: str, *, working_dir: str | Path | None = None, args: Sequence[str] = (),

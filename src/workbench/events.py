@@ -150,6 +150,17 @@ def prediction_of(eng: sa.Engine, request_id: str) -> dict[str, Any] | None:
     return None if row is None or row.parent_id is not None else dict(row._mapping)
 
 
+def prediction_row(*, request_id: str, experiment: str, arm: str, model_tag: str,
+                   unit: str, records: list[dict[str, Any]], status: str, latency_ms: float,
+                   instances: Any, parent_id: str | None = None,
+                   fallback_from: str | None = None) -> dict[str, Any]:
+    """One ``predictions`` row, as the gateway and stream consumers log it."""
+    return {"request_id": request_id, "parent_id": parent_id, "ts": time.time(),
+            "experiment": experiment, "arm": arm, "model_tag": model_tag, "unit": unit,
+            "latency_ms": latency_ms, "status": status, "fallback_from": fallback_from,
+            "n_rows": len(records), "summary": records, "instances": instances}
+
+
 def record_outcome(eng: sa.Engine, row: dict[str, Any]) -> bool:
     """Insert one outcome now; False when its request already has one (the primary key is
     the de-duplication every replica shares)."""

@@ -149,13 +149,11 @@ class Gateway:
     def _row(self, request_id: str, parent_id: str | None, unit: str, model: ArmModel,
              body: dict[str, Any], status: str, fallback_from: str | None,
              payload: dict[str, Any], latency_ms: float) -> dict[str, Any]:
-        return {
-            "request_id": request_id, "parent_id": parent_id, "ts": time.time(),
-            "experiment": self.config.name, "arm": model.arm, "model_tag": body["model"],
-            "unit": unit, "latency_ms": latency_ms, "status": status,
-            "fallback_from": fallback_from, "n_rows": len(body["predictions"]),
-            "summary": body["predictions"],
-            "instances": self._inputs(payload.get("instances") or payload["entities"])}
+        return events.prediction_row(
+            request_id=request_id, parent_id=parent_id, experiment=self.config.name,
+            arm=model.arm, model_tag=body["model"], unit=unit, records=body["predictions"],
+            status=status, fallback_from=fallback_from, latency_ms=latency_ms,
+            instances=self._inputs(payload.get("instances") or payload["entities"]))
 
     def _inputs(self, rows: list[Any]) -> Any:
         if self.inputs == "raw":

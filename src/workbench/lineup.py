@@ -16,6 +16,8 @@ from workbench.artifact import Posterior
 from workbench.batching import MicroBatcher
 from workbench.predict import Predictor
 
+QUEUE_ROWS = 65_536  # rows allowed to wait in a model's batcher (past it: 503)
+
 
 @dataclass
 class Served:
@@ -68,3 +70,15 @@ def lineup(refs: Mapping[str, str], pool: Mapping[str, Served],
     for tag, served in retired.items():
         lookup.setdefault(tag, served)
     return Lineup(dict(refs), models, lookup, retired)
+
+
+def serve(tag: str, posterior: Posterior, *, buckets: tuple[int, ...], max_rows: int,
+          max_queue_rows: int = QUEUE_ROWS, features: Any = None) -> Served:
+    """``posterior`` ready to be served as ``tag``: its :class:`Predictor` (compiled per
+    shape bucket at warm-up) and a :class:`MicroBatcher` stacking up to the largest bucket
+    of rows per call. The Predictor service and stream consumers build theirs here."""
+    predictor = Predictor(posterior, buckets=buckets, max_rows=max_rows)
+    batcher = MicroBatcher(lambda mass, X: predictor.summarize(X, mass),
+                           max_rows=predictor.buckets[-1], max_queue_rows=max_queue_rows,
+                           name=tag)
+    return Served(tag, posterior, predictor, batcher, features=features)

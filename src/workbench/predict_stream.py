@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from workbench.errors import InputError, NotReady
+from workbench.errors import InputError
 from workbench.errors_http import error_body, error_response
 from workbench.inputs import validate_rows
 from workbench.limits import MAX_STREAM_ROWS
@@ -62,9 +62,7 @@ def endpoint(get_server: Callable[[], ModelServer]) -> Any:
 async def _plan(server: ModelServer, body: bytes) -> AsyncIterator[bytes]:
     """Validate the whole request, then return the generator of its events."""
     request = _body(body)
-    if not server.ready:
-        raise NotReady(server.error or "the model is still compiling; retry shortly",
-                       detail={"ready": False})
+    server.check_ready()
     served = server.resolve(request.get("model"))
     if request.get("instances") is None:
         raise InputError("instances is required: a list of rows (rows by entities are "

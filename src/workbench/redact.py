@@ -21,9 +21,10 @@ def url(value: str) -> str:
         parts = urlsplit(value)
     except ValueError:
         return "<unparsable URL>"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        host = f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    except ValueError:  # a port out of range: urllib reads it only on .port
+        host = parts.netloc.rpartition("@")[2]
     if parts.username or parts.password:
         host = f"…@{host}"
     return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))

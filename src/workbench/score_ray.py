@@ -31,15 +31,10 @@ class _Scorer:
     """A Ray Data actor: the posterior loaded and compiled once, then batch after batch."""
 
     def __init__(self, artifact_bytes: bytes, interval_mass: float, chunk_rows: int) -> None:
-        import tempfile
-
         from workbench import artifact
         from workbench.score import batch_predictor
 
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / artifact.FILENAME
-            path.write_bytes(artifact_bytes)
-            self.predictor = batch_predictor(artifact.load(path), chunk_rows)
+        self.predictor = batch_predictor(artifact.from_bytes(artifact_bytes), chunk_rows)
         self.interval_mass = interval_mass
 
     def __call__(self, batch: Any) -> Any:
@@ -58,14 +53,14 @@ def score_with_ray(tag: str, source: str | Path, output: str | Path, *,
     except ImportError:
         raise ConfigError("--engine ray needs Ray, which is not installed",
                           detail={"install": INSTALL}) from None
-    from workbench import artifact, store
+    from workbench import store
 
     started = time.perf_counter()
     source, output = Path(source), Path(output)
     if not source.is_file():
         raise InputError(f"no input file {str(source)!r}")
     in_format, out_format = file_format(source), file_format(output)
-    payload = (store.path(tag) / artifact.FILENAME).read_bytes()
+    payload = store.artifact_bytes(tag)
     own = not ray.is_initialized()
     if own:
         if address:

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from workbench import artifact
@@ -76,9 +74,8 @@ def scorer(model: str | bytes, columns: Sequence[tuple[str, str]], *,
     """
     from workbench import store
 
-    payload = model if isinstance(model, bytes) else (
-        store.path(model) / artifact.FILENAME).read_bytes()
-    posterior = _load(payload)
+    payload = model if isinstance(model, bytes) else store.artifact_bytes(model)
+    posterior = artifact.from_bytes(payload)
     mass = check_interval_mass(interval_mass)
     if chunk_rows < 1:
         raise InputError(f"chunk_rows must be positive, got {chunk_rows}")
@@ -145,15 +142,8 @@ def _predictor(payload: bytes, digest: str, chunk_rows: int) -> Predictor:
     key = (digest, chunk_rows)
     if key not in _LOADED:
         _LOADED.clear()  # a worker holds one model at a time
-        _LOADED[key] = batch_predictor(_load(payload), chunk_rows)
+        _LOADED[key] = batch_predictor(artifact.from_bytes(payload), chunk_rows)
     return _LOADED[key]
-
-
-def _load(payload: bytes) -> artifact.Posterior:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / artifact.FILENAME
-        path.write_bytes(payload)
-        return artifact.load(path)
 
 
 def _quote(name: str) -> str:

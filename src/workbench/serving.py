@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from workbench.artifact import Posterior
-from workbench.batching import MicroBatcher
 from workbench.cache import PredictionCache
 from workbench.card import build_info, describe, sample_output, seconds_since_process_start
 from workbench.errors import ConfigError, InputError, ModelNotFound, NotReady
@@ -35,13 +34,12 @@ from workbench.errors_http import (  # noqa: F401 (re-exported: the bentos call 
     status_of,
 )
 from workbench.limits import MAX_BODY_BYTES, MAX_ROWS, BodyLimit  # noqa: F401 (re-exported)
-from workbench.lineup import Lineup, Served, lineup
+from workbench.lineup import Lineup, Served, lineup, serve
 from workbench.logs import log_to_stderr
 from workbench.ports import free_port  # noqa: F401 (re-exported: notebook 05's cells import it)
 from workbench.predict import (
     DEFAULT_BUCKETS,
     DEFAULT_MASS,
-    Predictor,
     check_draws,
     check_interval_mass,
 )
@@ -114,15 +112,13 @@ class ModelServer:
 
     def _serve(self, tag: str, load: Callable[[str], Posterior]) -> Served:
         posterior = load(tag)
-        predictor = Predictor(posterior, buckets=self.buckets, max_rows=self.max_rows)
         features = None
         if posterior.features:  # Feast is optional: imported only for such a model
             from workbench.feature_serving import for_posterior
 
             features = for_posterior(posterior)
-        return Served(tag, posterior, predictor,
-                      MicroBatcher(self._summarize(predictor), max_rows=self.buckets[-1],
-                                   name=tag), features=features)
+        return serve(tag, posterior, buckets=self.buckets, max_rows=self.max_rows,
+                     features=features)
 
     def _load_pending(self) -> None:
         """Call the pending model source until it succeeds, logging every failure; the
@@ -139,10 +135,6 @@ class ModelServer:
                              self.error, wait)
                 time.sleep(wait)
                 wait = min(wait * 2, max_wait)
-
-    @staticmethod
-    def _summarize(predictor: Predictor) -> Callable[[Any, np.ndarray], dict[str, np.ndarray]]:
-        return lambda mass, X: predictor.summarize(X, mass)
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -249,7 +241,8 @@ class ModelServer:
                                 detail={"expected one of": sorted(now.lookup)})
         return served
 
-    def _check_ready(self) -> None:
+    def check_ready(self) -> None:
+        """Raise :class:`NotReady` (503) until every bucket is compiled."""
         if not self.ready:
             raise NotReady(self.error or "the model is still compiling; retry shortly",
                            detail={"ready": False})
@@ -259,7 +252,7 @@ class ModelServer:
                       feature_service: Any = None) -> dict[str, Any]:
         """``POST /predict``: validated alone, computed in a batch; rows as ``instances``,
         or as ``entities`` whose features come from the online feature store."""
-        self._check_ready()
+        self.check_ready()
         served = self.resolve(model)
         mass = check_interval_mass(interval_mass)
         n_draws = check_draws(draws, served.predictor.max_draws)
@@ -283,7 +276,7 @@ class ModelServer:
     async def summarize(self, X: np.ndarray, *, model: str | None = None,
                         interval_mass: float = DEFAULT_MASS) -> tuple[Served, dict[str, Any]]:
         """Raw arrays for an already shaped float array (the Open Inference Protocol path)."""
-        self._check_ready()
+        self.check_ready()
         served = self.resolve(model)
         X = served.predictor.validate(X)
         mass = check_interval_mass(interval_mass)

@@ -106,6 +106,12 @@ def path(ref: str) -> Path:
     return Path(bentoml.models.get(resolve(ref)).path)
 
 
+def artifact_bytes(ref: str) -> bytes:
+    """A stored model's artifact file, as bytes (shipped to workers with no model store;
+    read back with :func:`workbench.artifact.from_bytes`)."""
+    return (path(ref) / artifact.FILENAME).read_bytes()
+
+
 def get(ref: str) -> Posterior:
     """Load the posterior behind an alias, tag or name, checking its integrity."""
     return from_bento_model(bentoml.models.get(resolve(ref)))

@@ -36,11 +36,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from workbench.artifact import Posterior
-from workbench.batching import MicroBatcher
+from workbench.cache import compute
 from workbench.errors import ConfigError, InputError, Unavailable
 from workbench.limits import MAX_ROWS
+from workbench.lineup import serve
 from workbench.metrics import STREAM_EVENTS, STREAM_LATENCY, STREAM_PENDING
-from workbench.predict import DEFAULT_BUCKETS, DEFAULT_MASS, Predictor, check_interval_mass
+from workbench.predict import DEFAULT_BUCKETS, DEFAULT_MASS, check_interval_mass
 from workbench.stream_format import Event, Job, Result, prepare, refusal, result
 
 logger = logging.getLogger("workbench.stream")
@@ -99,11 +100,10 @@ class Scorer:
         if not posteriors:
             raise ConfigError("no model to score with", detail={"expected": "a tag"})
         buckets = stream_buckets(batch)
-        self.predictors = {tag: Predictor(p, buckets=buckets, max_rows=MAX_ROWS)
-                           for tag, p in posteriors.items()}
-        self.batchers = {tag: MicroBatcher(_summary(p), max_rows=buckets[-1], name=tag,
-                                           max_queue_rows=batch * MAX_ROWS)
-                         for tag, p in self.predictors.items()}
+        self.served = {tag: serve(tag, p, buckets=buckets, max_rows=MAX_ROWS,
+                                  max_queue_rows=batch * MAX_ROWS)
+                       for tag, p in posteriors.items()}
+        self.predictors = {tag: s.predictor for tag, s in self.served.items()}
         self.default = next(iter(posteriors))
 
     def warmup(self) -> float:
@@ -112,17 +112,11 @@ class Scorer:
 
     async def score(self, tag: str, X: np.ndarray, mass: float) -> list[dict[str, Any]]:
         """The ``POST /predict`` records of validated rows ``X``."""
-        predictor = self.predictors[tag]
-        arrays = await self.batchers[tag].submit(mass, X)
-        return predictor.prediction(arrays, mass, 0).records()
+        return await compute(self.served[tag], X, mass, 0)
 
     def close(self) -> None:
-        for batcher in self.batchers.values():
-            batcher.close()
-
-
-def _summary(predictor: Predictor) -> Callable[[Any, np.ndarray], dict[str, np.ndarray]]:
-    return lambda mass, X: predictor.summarize(X, mass)
+        for served in self.served.values():
+            served.batcher.close()
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,11 +91,10 @@ class StreamExperiment:
             records: list[dict[str, Any]], status: str | None, latency_ms: float,
             instances: list[Any]) -> dict[str, Any]:
         """The ``predictions`` row of one scored event, shaped as the gateway's."""
-        return {"request_id": request_id, "parent_id": None, "ts": time.time(),
-                "experiment": self.config.name, "arm": arm or "", "model_tag": tag,
-                "unit": unit, "latency_ms": latency_ms, "status": status or "ok",
-                "fallback_from": None, "n_rows": len(records), "summary": records,
-                "instances": instances}
+        return events.prediction_row(
+            request_id=request_id, experiment=self.config.name, arm=arm or "", model_tag=tag,
+            unit=unit, records=records, status=status or "ok", latency_ms=latency_ms,
+            instances=instances)
 
     async def log(self, rows: list[dict[str, Any]]) -> None:
         """Make ``rows`` durable (all of them, or :class:`~workbench.errors.Unavailable`)."""

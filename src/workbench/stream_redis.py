@@ -276,12 +276,7 @@ class RedisSink:
 
 def _shown(url: Any) -> str:
     """``url`` fit for an error message: no credentials, no query string."""
-    text = str(url)
-    try:
-        return redact.url(text)
-    except ValueError:  # e.g. a port out of range, which urllib refuses to read
-        scheme, sep, rest = text.partition("://")
-        return f"{scheme}{sep}{rest.split('?')[0].rpartition('@')[2]}"
+    return redact.url(str(url))
 
 
 def _text(value: bytes | str) -> str:
