@@ -756,17 +756,20 @@ print("same scores:", pd.read_parquet(again).equals(scores))
 ## On Ray
 
 `--engine ray` runs the same scoring on Ray Data: one actor per worker loads and compiles
-the posterior once, the artifact travels as bytes, and the order of the rows is kept. Here a
-local cluster of two workers on 127.0.0.1, started and stopped by the call
-(`address="ray://head:10001"` uses an existing one).
+the posterior once (the artifact travels as bytes) and scores the same chunks, written as
+the same parts, so the output keeps the input's order and a run interrupted on either
+engine resumes on the other. Here a local cluster of two workers on 127.0.0.1, started and
+stopped by the call (`address="ray://head:10001"` uses an existing one).
 """),
     code("""
 # NBVAL_IGNORE_OUTPUT
 if use_ray:
     from workbench.score_ray import score_with_ray
 
-    on_ray = score_with_ray(tag, source, workdir / "ray.parquet", workers=2,
-                            chunk_rows=chunk_rows, log=print)
+    with tqdm(total=rows, unit="rows") as bar:
+        on_ray = score_with_ray(tag, source, workdir / "ray.parquet", workers=2,
+                                chunk_rows=chunk_rows,
+                                progress=lambda done, total: bar.update(done - bar.n))
     ray_scores = pd.read_parquet(workdir / "ray.parquet")
     print(f"{on_ray.rows:,} rows in {on_ray.seconds:.1f}s; same as local:",
           np.allclose(ray_scores["mean"], scores["mean"], atol=1e-6))

@@ -3,13 +3,18 @@
     workbench score MODEL --input rows.parquet --output scored.parquet [--chunk-rows N]
         [--interval-mass 0.9] [--engine local|ray] [--address ray://HOST:10001]
 
-``local`` (the default) streams through the file in this process with constant memory and
-resumes an interrupted run (see :mod:`workbench.score_files`); ``ray`` runs the same
-scoring on Ray Data, one actor per worker (see :mod:`workbench.score_ray`). The output
-path is printed last.
+``local`` (the default) streams through the file in this process with constant memory;
+``ray`` runs the same scoring on Ray Data, one actor per worker. Both write the input's
+chunks as parts, so an interrupted run resumes, on either engine, without redoing a
+finished chunk, and the output keeps the input's order (see :mod:`workbench.score_files`,
+:mod:`workbench.score_ray`). A progress bar goes to stderr; the output path is printed last.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
@@ -39,34 +44,35 @@ def score(model: str, source: str, output: str, engine: str, address: str | None
 
     err = console(stderr=True)
     tag = store.resolve(model)
-    if engine == "ray":
-        from workbench.score_ray import score_with_ray
+    with _bar(err, source) as progress:
+        if engine == "ray":
+            from workbench.score_ray import score_with_ray
 
-        report = score_with_ray(tag, source, output, address=address, workers=workers,
-                                chunk_rows=chunk_rows, interval_mass=interval_mass,
-                                log=err.print)
-    else:
-        report = _local(tag, source, output, chunk_rows, interval_mass, err)
+            report = score_with_ray(tag, source, output, address=address, workers=workers,
+                                    chunk_rows=chunk_rows, interval_mass=interval_mass,
+                                    progress=progress)
+        else:
+            from workbench.score import batch_predictor
+            from workbench.score_files import score_file
+
+            report = score_file(batch_predictor(store.get(tag), chunk_rows), tag, source,
+                                output, chunk_rows=chunk_rows, interval_mass=interval_mass,
+                                progress=progress)
     err.print(f"scored {report.rows:,} rows in {report.chunks} chunk(s)"
               + (f" ({report.resumed_chunks} chunk(s) already done)"
                  if report.resumed_chunks else "") + f" with {tag} in {report.seconds:.1f}s")
     click.echo(report.output)
 
 
-def _local(tag: str, source: str, output: str, chunk_rows: int, interval_mass: float,
-           err: object) -> object:
+@contextmanager
+def _bar(err: Any, source: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress bar of the rows done, as ``progress(done, total)``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from workbench import store
-    from workbench.score import batch_predictor
-    from workbench.score_files import score_file, total_rows
+    from workbench.score_files import total_rows
 
-    predictor = batch_predictor(store.get(tag), chunk_rows)
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err,
                   transient=False) as bar:
         task = bar.add_task("rows", total=total_rows(source))
-        return score_file(predictor, tag, source, output, chunk_rows=chunk_rows,
-                          interval_mass=interval_mass,
-                          progress=lambda done, total: bar.update(task, completed=done,
-                                                                   total=total))
+        yield lambda done, total: bar.update(task, completed=done, total=total)

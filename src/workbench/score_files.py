@@ -100,6 +100,38 @@ def score_file(predictor: Any, tag: str, source: str | Path, output: str | Path,
     from workbench.score import score_batch
 
     started = time.perf_counter()
+    source, output = Path(source), Path(output)
+    parts, out_format = open_run(tag, source, output, chunk_rows, interval_mass)
+    report = ScoreReport(str(output))
+    total = total_rows(source)
+    done_rows = 0
+    for i, batch in enumerate(read_chunks(source, chunk_rows)):
+        part = part_path(parts, i)
+        if part.exists():
+            report.resumed_chunks += 1
+        else:
+            scored = score_batch(predictor, batch.to_pandas(), interval_mass=interval_mass,
+                                 first_row=done_rows)
+            write_part(scored, part)
+            report.chunks += 1
+            report.rows += len(scored)
+        done_rows += batch.num_rows
+        if progress is not None:
+            progress(done_rows, total)
+        if on_chunk is not None:
+            on_chunk(i)
+    join_parts(parts, output, out_format)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def open_run(tag: str, source: str | Path, output: str | Path, chunk_rows: int,
+             interval_mass: float) -> tuple[Path, str]:
+    """Check a run's arguments and open (or reopen, to resume) its parts directory.
+
+    Returns the directory and the output's format. Both engines share it, and chunk ``i``
+    is the same rows for both, so a run interrupted on one resumes on the other.
+    """
     if chunk_rows < 1:
         raise InputError(f"chunk_rows must be positive, got {chunk_rows}")
     source, output = Path(source), Path(output)
@@ -114,27 +146,12 @@ def score_file(predictor: Any, tag: str, source: str | Path, output: str | Path,
     manifest = {"input": str(source.resolve()), "size": stat.st_size, "mtime": stat.st_mtime,
                 "model": tag, "chunk_rows": chunk_rows, "interval_mass": interval_mass}
     _open_parts(parts, manifest)
-    report = ScoreReport(str(output))
-    total = total_rows(source)
-    done_rows = 0
-    for i, batch in enumerate(read_chunks(source, chunk_rows)):
-        part = parts / f"part-{i:06d}.parquet"
-        if part.exists():
-            report.resumed_chunks += 1
-        else:
-            scored = score_batch(predictor, batch.to_pandas(), interval_mass=interval_mass,
-                                 first_row=done_rows)
-            _write_part(scored, part)
-            report.chunks += 1
-            report.rows += len(scored)
-        done_rows += batch.num_rows
-        if progress is not None:
-            progress(done_rows, total)
-        if on_chunk is not None:
-            on_chunk(i)
-    _join(parts, output, out_format)
-    report.seconds = time.perf_counter() - started
-    return report
+    return parts, out_format
+
+
+def part_path(parts: Path, chunk: int) -> Path:
+    """Chunk ``chunk``'s part file: if it exists, the chunk is done."""
+    return parts / f"part-{chunk:06d}.parquet"
 
 
 def _open_parts(parts: Path, manifest: dict[str, Any]) -> None:
@@ -154,16 +171,19 @@ def _open_parts(parts: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, file)
 
 
-def _write_part(frame: Any, part: Path) -> None:
+def write_part(scored: Any, part: Path) -> None:
+    """Write a scored chunk (a DataFrame or an Arrow table) as ``part``, atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     tmp = part.with_suffix(".tmp")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+    table = scored if isinstance(scored, pa.Table) else pa.Table.from_pandas(
+        scored, preserve_index=False)
+    pq.write_table(table, tmp)
     os.replace(tmp, part)  # a part that exists is complete
 
 
-def _join(parts: Path, output: Path, out_format: str) -> None:
+def join_parts(parts: Path, output: Path, out_format: str) -> None:
     """Write the parts, in order, into ``output`` (one part in memory at a time)."""
     import pyarrow.parquet as pq
 

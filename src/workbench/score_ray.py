@@ -1,20 +1,26 @@
-"""``workbench score --engine ray``: the same scoring on Ray Data.
+"""``workbench score --engine ray``: the same scoring on Ray Data, in order, resumable.
 
-The input is read with ``ray.data.read_parquet``/``read_csv`` and scored by
-``map_batches`` with one actor per worker; each actor loads the posterior once (its
-artifact travels as bytes, so a remote cluster needs no access to the model store) and
-compiles it once (:func:`workbench.score.batch_predictor`), then runs
-:func:`workbench.score.score_batch` on every batch: the numbers are the local engine's.
-Order is preserved, and the driver streams the results into ``OUTPUT`` batch by batch.
+The run is cut into the local engine's chunks (chunk ``i`` is rows ``i*chunk_rows`` up to
+the next; a CSV input is first copied into a Parquet file in the parts directory, one row
+group per chunk). Ray Data maps the chunks that are not done yet (a dataset of row ranges,
+one block each) through ``map_batches`` with one actor per worker; each actor loads the
+posterior once (its artifact travels as bytes, so the cluster needs no model store),
+compiles it once (:func:`workbench.score.batch_predictor`), reads its chunk's rows from the
+file (the file must be readable by the workers: a local path for a local cluster, shared
+storage for a remote one) and runs :func:`workbench.score.score_batch`: the numbers are
+the local engine's. The driver writes each chunk's part under ``OUTPUT.parts/`` as it
+arrives, in whatever order Ray finishes them, and joins the parts in the input's order at
+the end: the output's rows are in the input's order however Ray schedules the work, and an
+interrupted run resumes (on either engine) without redoing a finished chunk.
 
 Without ``--address`` a local cluster is started on the loopback interface (no
 dashboard) and stopped at the end. Ray is an optional extra: ``pip install
-'workbench[ray]'``. Resuming an interrupted run is the local engine's; a Ray run starts
-over.
+'workbench[ray]'``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -22,32 +28,76 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError, InputError
-from workbench.score_files import ScoreReport, file_format, total_rows, writer_for
+from workbench.score_files import (
+    ScoreReport,
+    file_format,
+    join_parts,
+    open_run,
+    part_path,
+    read_chunks,
+    write_part,
+)
 
 INSTALL = "pip install 'workbench[ray]'"
+CHUNK = "__workbench_chunk"  # the chunk index, carried with a chunk's scored rows
+REFUSED = "__workbench_refused"  # a chunk's bad row, as JSON: Ray does not keep our error
 
 
 class _Scorer:
-    """A Ray Data actor: the posterior loaded and compiled once, then batch after batch."""
+    """A Ray Data actor: the posterior loaded and compiled once, then chunk after chunk."""
 
-    def __init__(self, artifact_bytes: bytes, interval_mass: float, chunk_rows: int) -> None:
+    def __init__(self, artifact_bytes: bytes, source: str, interval_mass: float,
+                 chunk_rows: int) -> None:
+        import numpy as np
+        import pyarrow.parquet as pq
+
         from workbench import artifact
         from workbench.score import batch_predictor
 
         self.predictor = batch_predictor(artifact.from_bytes(artifact_bytes), chunk_rows)
         self.interval_mass = interval_mass
+        self.file = pq.ParquetFile(source, pre_buffer=False)
+        meta = self.file.metadata
+        self.group_starts = np.cumsum(
+            [0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, batch: dict[str, Any]) -> Any:
+        import pyarrow as pa
+
         from workbench.score import score_batch
 
-        return score_batch(self.predictor, batch, interval_mass=self.interval_mass)
+        tables = []
+        for chunk, start, stop in zip(batch["chunk"], batch["start"], batch["stop"],
+                                      strict=True):
+            try:
+                scored = score_batch(self.predictor, self._rows(int(start), int(stop)),
+                                     interval_mass=self.interval_mass, first_row=int(start))
+            except InputError as exc:  # sent back as data, raised again by the driver
+                return pa.table({CHUNK: [int(chunk)], REFUSED: [json.dumps(
+                    {"message": exc.message, "detail": exc.detail}, default=str)]})
+            table = pa.Table.from_pandas(scored, preserve_index=False)
+            tables.append(table.append_column(CHUNK, pa.array([int(chunk)] * len(table),
+                                                              pa.int64())))
+        return pa.concat_tables(tables)
+
+    def _rows(self, start: int, stop: int) -> Any:
+        """Rows ``start`` to ``stop`` of the file, reading only the row groups that hold them."""
+        import numpy as np
+
+        first = int(np.searchsorted(self.group_starts, start, side="right")) - 1
+        last = int(np.searchsorted(self.group_starts, stop, side="left"))
+        table = self.file.read_row_groups(range(first, last))
+        return table.slice(start - int(self.group_starts[first]), stop - start).to_pandas()
 
 
 def score_with_ray(tag: str, source: str | Path, output: str | Path, *,
                    address: str | None = None, workers: int = 2, chunk_rows: int = 65_536,
-                   interval_mass: float = 0.9, log: Callable[[str], None] | None = None
-                   ) -> ScoreReport:
-    """Score ``source`` into ``output`` with ``workers`` Ray actors (see the module)."""
+                   interval_mass: float = 0.9,
+                   progress: Callable[[int, int | None], None] | None = None) -> ScoreReport:
+    """Score ``source`` into ``output`` with ``workers`` Ray actors (see the module).
+
+    ``progress(rows_done, rows_total)`` is called as chunks are written, resumed ones first.
+    """
     try:
         import ray
     except ImportError:
@@ -56,54 +106,113 @@ def score_with_ray(tag: str, source: str | Path, output: str | Path, *,
     from workbench import store
 
     started = time.perf_counter()
-    source, output = Path(source), Path(output)
-    if not source.is_file():
-        raise InputError(f"no input file {str(source)!r}")
-    in_format, out_format = file_format(source), file_format(output)
-    payload = store.artifact_bytes(tag)
-    own = not ray.is_initialized()
-    if own:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:  # a local cluster, on loopback only; one CPU more than the actors hold,
-            # or the read tasks feeding them would wait for a CPU forever
-            ray.init(num_cpus=workers + 1, _node_ip_address="127.0.0.1",
-                     include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True
-        ctx.enable_progress_bars = False
-        if in_format == "parquet":  # blocks of about a chunk each, so every actor gets work
-            rows = total_rows(source) or 0
-            ds = ray.data.read_parquet(str(source.resolve()), override_num_blocks=max(
-                workers, -(-rows // chunk_rows)))
-        else:
-            ds = ray.data.read_csv(str(source.resolve()))
-        ds = ds.map_batches(
-            _Scorer, fn_constructor_kwargs={"artifact_bytes": payload,
-                                            "interval_mass": interval_mass,
-                                            "chunk_rows": chunk_rows},
-            batch_size=chunk_rows, batch_format="pandas", concurrency=workers)
-        report = ScoreReport(str(output))
-        tmp = output.with_name(output.name + ".tmp")
-        writer: Any = None
-        try:
-            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-                if writer is None:
-                    writer = writer_for(tmp, batch.schema, out_format)
-                writer.write_table(batch)
-                report.rows += batch.num_rows
-                report.chunks += 1
-                if log is not None and report.chunks % 16 == 0:
-                    log(f"  {report.rows:,} rows scored")
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None:
-            tmp.write_bytes(b"")
-        os.replace(tmp, output)
-    finally:
+    if workers < 1:
+        raise InputError(f"workers must be positive, got {workers}")
+    parts, out_format = open_run(tag, source, output, chunk_rows, interval_mass)
+    rows_file = Path(source) if file_format(source) == "parquet" else _staged(
+        Path(source), parts, chunk_rows)
+    ranges = _chunk_ranges(rows_file, chunk_rows, by_row_group=rows_file != Path(source))
+    total = ranges[-1][1] if ranges else 0
+    report = ScoreReport(str(output))
+    todo = [(i, start, stop) for i, (start, stop) in enumerate(ranges)
+            if not part_path(parts, i).exists()]
+    report.resumed_chunks = len(ranges) - len(todo)
+    done_rows = total - sum(stop - start for _, start, stop in todo)
+    if progress is not None:
+        progress(done_rows, total)
+    if todo:
+        own = not ray.is_initialized()
         if own:
-            ray.shutdown()
+            _start_cluster(ray, address, workers)
+        try:
+            for chunk, table in _scored_chunks(ray, todo, store.artifact_bytes(tag),
+                                               rows_file, workers, chunk_rows,
+                                               interval_mass):
+                write_part(table, part_path(parts, chunk))
+                report.chunks += 1
+                report.rows += table.num_rows
+                if progress is not None:
+                    progress(done_rows + report.rows, total)
+        finally:
+            if own:
+                ray.shutdown()
+    join_parts(parts, Path(output), out_format)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _start_cluster(ray: Any, address: str | None, workers: int) -> None:
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:  # a local cluster, on loopback only; one CPU more than the actors hold,
+        # or the tasks feeding them would wait for a CPU forever
+        ray.init(num_cpus=workers + 1, _node_ip_address="127.0.0.1",
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def _scored_chunks(ray: Any, todo: list[tuple[int, int, int]], payload: bytes,
+                   rows_file: Path, workers: int, chunk_rows: int, interval_mass: float
+                   ) -> Any:
+    """``(chunk, scored table)`` for every chunk in ``todo``, as Ray finishes them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    items = [{"chunk": i, "start": start, "stop": stop} for i, start, stop in todo]
+    ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        _Scorer, fn_constructor_kwargs={"artifact_bytes": payload,
+                                        "source": str(rows_file.resolve()),
+                                        "interval_mass": interval_mass,
+                                        "chunk_rows": chunk_rows},
+        batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers))
+    expected = {i: stop - start for i, start, stop in todo}
+    pieces: dict[int, list[Any]] = {}
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        if REFUSED in batch.column_names:
+            raise InputError(**json.loads(batch[REFUSED][0].as_py()))
+        for chunk in pc.unique(batch[CHUNK]).to_pylist():
+            piece = batch.filter(pc.equal(batch[CHUNK], chunk)).drop_columns([CHUNK])
+            pieces.setdefault(chunk, []).append(piece)
+            if sum(p.num_rows for p in pieces[chunk]) == expected[chunk]:
+                yield chunk, pa.concat_tables(pieces.pop(chunk))
+
+
+def _chunk_ranges(path: Path, chunk_rows: int, *, by_row_group: bool) -> list[tuple[int, int]]:
+    """The chunks' ``(start, stop)`` rows: fixed-size (as the local engine reads a Parquet
+    file), or one per row group (a staged CSV, whose row groups are its chunks)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    if by_row_group:
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        stops = [sum(sizes[:g + 1]) for g in range(len(sizes))]
+        return [(stop - size, stop) for size, stop in zip(sizes, stops, strict=True) if size]
+    rows = meta.num_rows
+    return [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
+
+
+def _staged(source: Path, parts: Path, chunk_rows: int) -> Path:
+    """A CSV copied into ``parts/_input.parquet``, one row group per local-engine chunk
+    (kept for a resume: it is renamed into place only once complete)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    staged = parts / "_input.parquet"
+    if staged.exists():
+        return staged
+    tmp = staged.with_suffix(".tmp")
+    writer: Any = None
+    try:
+        for batch in read_chunks(source, chunk_rows):
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, batch.schema)
+            writer.write_table(pa.Table.from_batches([batch]), row_group_size=batch.num_rows)
+        if writer is None:  # no rows: an empty file, and no chunks
+            pq.write_table(pa.table({}), tmp)
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(tmp, staged)
+    return staged
+
