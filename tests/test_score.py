@@ -109,3 +109,33 @@ def test_files_it_cannot_use_are_refused_before_anything_is_written(predictor, t
     with pytest.raises(InputError, match=".parquet or .csv"):
         score_file(predictor, "m:1", tmp_path / "rows.json", tmp_path / "o.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.json"]
+
+
+def test_parquet_chunks_are_exact_row_ranges_and_a_part_of_another_size_is_refused(
+        predictor, tmp_path):
+    import pyarrow as pa
+
+    from workbench.score_files import part_path, read_chunks
+
+    rows = _rows(10_000, seed=4)
+    # A dictionary column makes pyarrow end batches at row-group edges (apache/arrow#27052);
+    # chunk i must still be rows i*chunk_rows onwards, which the Ray engine relies on.
+    rows["segment"] = pd.Categorical(np.where(rows.customer_id % 3 == 0, "a", "b"))
+    rows.to_parquet(tmp_path / "rows.parquet", row_group_size=3_000)
+    chunks = list(read_chunks(tmp_path / "rows.parquet", 2_000))
+    assert [c.num_rows for c in chunks] == [2_000] * 5
+    assert pa.Table.from_batches(chunks).column("customer_id").to_pylist() == \
+        rows.customer_id.tolist()
+    out = tmp_path / "out.parquet"
+
+    def interrupt(i: int) -> None:
+        if i == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        score_file(predictor, "m:1", tmp_path / "rows.parquet", out, chunk_rows=2_000,
+                   on_chunk=interrupt)
+    part = part_path(tmp_path / "out.parquet.parts", 0)
+    pd.read_parquet(part).iloc[:10].to_parquet(part)  # a part that is not its chunk
+    with pytest.raises(ConfigError, match="holds 10 rows where its chunk has 2000"):
+        score_file(predictor, "m:1", tmp_path / "rows.parquet", out, chunk_rows=2_000)

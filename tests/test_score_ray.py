@@ -32,6 +32,7 @@ def _rows(n: int) -> pd.DataFrame:
     rows = pd.DataFrame(np.random.default_rng(3).normal(size=(n, 3)),
                         columns=["x0", "x1", "x2"])
     rows.insert(0, "customer_id", np.arange(n))
+    rows["segment"] = pd.Categorical(np.where(np.arange(n) % 3 == 0, "a", "b"))
     return rows
 
 
@@ -68,9 +69,10 @@ def test_ray_resumes_a_local_run_and_writes_the_local_output_in_order(tmp_path):
     local, distributed = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(out)
     assert list(distributed.columns) == list(local.columns)
     assert distributed.customer_id.tolist() == list(range(6_000))  # the input's order
-    numbers = [c for c in local.columns if c not in ("customer_id", "label")]
+    numbers = [c for c in local.columns if c not in ("customer_id", "label", "segment")]
     np.testing.assert_allclose(distributed[numbers], local[numbers], rtol=0, atol=1e-6)
     assert distributed.label.tolist() == local.label.tolist()
+    assert distributed.segment.astype(str).tolist() == local.segment.astype(str).tolist()
     assert not out.with_name(out.name + ".parts").exists()
 
 

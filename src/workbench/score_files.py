@@ -56,7 +56,8 @@ def read_chunks(path: str | Path, chunk_rows: int) -> Iterator[Any]:
 
         # pyarrow pre-buffers whole row groups by default: memory then grows with the file
         # (945 MiB at 1M rows vs 639 MiB at 100k, chunks of 16,384); without it, it stays flat.
-        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows)
+        batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows)
+        yield from exact_chunks(batches, chunk_rows)
         return
     import pyarrow.csv as pcsv
 
@@ -65,6 +66,42 @@ def read_chunks(path: str | Path, chunk_rows: int) -> Iterator[Any]:
     for batch in reader:
         for start in range(0, batch.num_rows, chunk_rows):
             yield batch.slice(start, chunk_rows)
+
+
+def exact_chunks(batches: Iterator[Any], chunk_rows: int) -> Iterator[Any]:
+    """Record batches re-cut to exactly ``chunk_rows`` rows (the last one fewer).
+
+    ``iter_batches`` may end a batch early at a row-group edge (dictionary columns,
+    apache/arrow#27052); chunk ``i`` must be rows ``i*chunk_rows`` onwards on both engines.
+    """
+    import pyarrow as pa
+
+    held: list[Any] = []
+    rows = 0
+    for batch in batches:
+        held.append(batch)
+        rows += batch.num_rows
+        while rows >= chunk_rows:
+            table = pa.Table.from_batches(held).combine_chunks()
+            yield table.slice(0, chunk_rows).to_batches()[0]
+            rest = table.slice(chunk_rows)
+            held = rest.to_batches() if rest.num_rows else []
+            rows -= chunk_rows
+    if rows:
+        yield pa.Table.from_batches(held).combine_chunks().to_batches()[0]
+
+
+def part_done(part: Path, rows: int) -> bool:
+    """Whether ``part`` exists, holding ``rows`` rows (another count is refused)."""
+    if not part.exists():
+        return False
+    import pyarrow.parquet as pq
+
+    found = pq.ParquetFile(part).metadata.num_rows
+    if found != rows:
+        raise ConfigError(f"{str(part)!r} holds {found} rows where its chunk has {rows}",
+                          detail={"hint": "remove the parts directory to start afresh"})
+    return True
 
 
 def total_rows(path: str | Path) -> int | None:
@@ -107,7 +144,7 @@ def score_file(predictor: Any, tag: str, source: str | Path, output: str | Path,
     done_rows = 0
     for i, batch in enumerate(read_chunks(source, chunk_rows)):
         part = part_path(parts, i)
-        if part.exists():
+        if part_done(part, batch.num_rows):
             report.resumed_chunks += 1
         else:
             scored = score_batch(predictor, batch.to_pandas(), interval_mass=interval_mass,
@@ -187,7 +224,7 @@ def join_parts(parts: Path, output: Path, out_format: str) -> None:
     """Write the parts, in order, into ``output`` (one part in memory at a time)."""
     import pyarrow.parquet as pq
 
-    files = sorted(parts.glob("part-*.parquet"))
+    files = sorted(parts.glob("part-*.parquet"), key=lambda f: int(f.stem.split("-")[1]))
     tmp = output.with_name(output.name + ".tmp")
     writer: Any = None
     try:

@@ -20,6 +20,7 @@ dashboard) and stopped at the end. Ray is an optional extra: ``pip install
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -27,12 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import ConfigError, InputError
+from workbench.errors import ConfigError, InputError, WorkbenchError
 from workbench.score_files import (
     ScoreReport,
     file_format,
     join_parts,
     open_run,
+    part_done,
     part_path,
     read_chunks,
     write_part,
@@ -40,6 +42,7 @@ from workbench.score_files import (
 
 INSTALL = "pip install 'workbench[ray]'"
 CHUNK = "__workbench_chunk"  # the chunk index, carried with a chunk's scored rows
+STAGED = "_input.parquet"  # a CSV input, copied into the parts directory
 REFUSED = "__workbench_refused"  # a chunk's bad row, as JSON: Ray does not keep our error
 
 
@@ -81,13 +84,23 @@ class _Scorer:
         return pa.concat_tables(tables)
 
     def _rows(self, start: int, stop: int) -> Any:
-        """Rows ``start`` to ``stop`` of the file, reading only the row groups that hold them."""
+        """Rows ``start`` to ``stop`` of the file, read from the row groups that hold them a
+        batch at a time (memory follows the chunk, not the row group)."""
         import numpy as np
+        import pyarrow as pa
 
         first = int(np.searchsorted(self.group_starts, start, side="right")) - 1
         last = int(np.searchsorted(self.group_starts, stop, side="left"))
-        table = self.file.read_row_groups(range(first, last))
-        return table.slice(start - int(self.group_starts[first]), stop - start).to_pandas()
+        at, kept = int(self.group_starts[first]), []
+        for batch in self.file.iter_batches(batch_size=max(1, min(stop - start, 65_536)),
+                                            row_groups=range(first, last)):
+            lo, hi = max(start, at), min(stop, at + batch.num_rows)
+            if hi > lo:
+                kept.append(batch.slice(lo - at, hi - lo))
+            at += batch.num_rows
+            if at >= stop:
+                break
+        return pa.Table.from_batches(kept).to_pandas()
 
 
 def score_with_ray(tag: str, source: str | Path, output: str | Path, *,
@@ -111,20 +124,20 @@ def score_with_ray(tag: str, source: str | Path, output: str | Path, *,
     parts, out_format = open_run(tag, source, output, chunk_rows, interval_mass)
     rows_file = Path(source) if file_format(source) == "parquet" else _staged(
         Path(source), parts, chunk_rows)
-    ranges = _chunk_ranges(rows_file, chunk_rows, by_row_group=rows_file != Path(source))
+    ranges = _chunk_ranges(rows_file, chunk_rows)
     total = ranges[-1][1] if ranges else 0
     report = ScoreReport(str(output))
     todo = [(i, start, stop) for i, (start, stop) in enumerate(ranges)
-            if not part_path(parts, i).exists()]
+            if not part_done(part_path(parts, i), stop - start)]
     report.resumed_chunks = len(ranges) - len(todo)
     done_rows = total - sum(stop - start for _, start, stop in todo)
     if progress is not None:
         progress(done_rows, total)
     if todo:
         own = not ray.is_initialized()
-        if own:
-            _start_cluster(ray, address, workers)
         try:
+            if own:
+                _start_cluster(ray, address, workers)
             for chunk, table in _scored_chunks(ray, todo, store.artifact_bytes(tag),
                                                rows_file, workers, chunk_rows,
                                                interval_mass):
@@ -134,8 +147,11 @@ def score_with_ray(tag: str, source: str | Path, output: str | Path, *,
                 if progress is not None:
                     progress(done_rows + report.rows, total)
         finally:
-            if own:
+            if own and ray.is_initialized():
                 ray.shutdown()
+        if report.chunks != len(todo):  # never join a short output (the parts are kept)
+            raise WorkbenchError(f"Ray returned {report.chunks} of {len(todo)} chunks",
+                                 detail={"hint": "run the command again to resume"})
     join_parts(parts, Path(output), out_format)
     report.seconds = time.perf_counter() - started
     return report
@@ -158,7 +174,7 @@ def _scored_chunks(ray: Any, todo: list[tuple[int, int, int]], payload: bytes,
     import pyarrow.compute as pc
 
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
+    bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False
     items = [{"chunk": i, "start": start, "stop": stop} for i, start, stop in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         _Scorer, fn_constructor_kwargs={"artifact_bytes": payload,
@@ -168,51 +184,56 @@ def _scored_chunks(ray: Any, todo: list[tuple[int, int, int]], payload: bytes,
         batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers))
     expected = {i: stop - start for i, start, stop in todo}
     pieces: dict[int, list[Any]] = {}
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        if REFUSED in batch.column_names:
-            raise InputError(**json.loads(batch[REFUSED][0].as_py()))
-        for chunk in pc.unique(batch[CHUNK]).to_pylist():
-            piece = batch.filter(pc.equal(batch[CHUNK], chunk)).drop_columns([CHUNK])
-            pieces.setdefault(chunk, []).append(piece)
-            if sum(p.num_rows for p in pieces[chunk]) == expected[chunk]:
-                yield chunk, pa.concat_tables(pieces.pop(chunk))
+    try:
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            if REFUSED in batch.column_names:
+                raise InputError(**json.loads(batch[REFUSED][0].as_py()))
+            for chunk in pc.unique(batch[CHUNK]).to_pylist():
+                piece = batch.filter(pc.equal(batch[CHUNK], chunk)).drop_columns([CHUNK])
+                pieces.setdefault(chunk, []).append(piece)
+                if sum(p.num_rows for p in pieces[chunk]) == expected[chunk]:
+                    yield chunk, pa.concat_tables(pieces.pop(chunk))
+    finally:
+        ctx.enable_progress_bars = bars
 
 
-def _chunk_ranges(path: Path, chunk_rows: int, *, by_row_group: bool) -> list[tuple[int, int]]:
+def _chunk_ranges(path: Path, chunk_rows: int) -> list[tuple[int, int]]:
     """The chunks' ``(start, stop)`` rows: fixed-size (as the local engine reads a Parquet
-    file), or one per row group (a staged CSV, whose row groups are its chunks)."""
+    file), or a staged CSV's chunks as the local engine cut them (recorded beside it)."""
     import pyarrow.parquet as pq
 
-    meta = pq.ParquetFile(path).metadata
-    if by_row_group:
-        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-        stops = [sum(sizes[:g + 1]) for g in range(len(sizes))]
-        return [(stop - size, stop) for size, stop in zip(sizes, stops, strict=True) if size]
-    rows = meta.num_rows
+    if path.name == STAGED:
+        sizes = json.loads(path.with_suffix(".chunks.json").read_text())
+        stops = list(itertools.accumulate(sizes))
+        return [(stop - size, stop) for size, stop in zip(sizes, stops, strict=True)]
+    rows = pq.ParquetFile(path).metadata.num_rows
     return [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
 
 
 def _staged(source: Path, parts: Path, chunk_rows: int) -> Path:
-    """A CSV copied into ``parts/_input.parquet``, one row group per local-engine chunk
-    (kept for a resume: it is renamed into place only once complete)."""
+    """A CSV copied into ``parts/_input.parquet``, its local-engine chunks' sizes in
+    ``parts/_input.chunks.json`` (kept for a resume: renamed into place once complete)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    staged = parts / "_input.parquet"
+    staged = parts / STAGED
     if staged.exists():
         return staged
     tmp = staged.with_suffix(".tmp")
     writer: Any = None
+    sizes: list[int] = []
     try:
         for batch in read_chunks(source, chunk_rows):
             if writer is None:
                 writer = pq.ParquetWriter(tmp, batch.schema)
-            writer.write_table(pa.Table.from_batches([batch]), row_group_size=batch.num_rows)
+            writer.write_table(pa.Table.from_batches([batch]))
+            sizes.append(batch.num_rows)
         if writer is None:  # no rows: an empty file, and no chunks
             pq.write_table(pa.table({}), tmp)
     finally:
         if writer is not None:
             writer.close()
+    staged.with_suffix(".chunks.json").write_text(json.dumps(sizes))
     os.replace(tmp, staged)
     return staged
 
