@@ -6,12 +6,16 @@ Servers (each on a free loopback port, in its own process group, stopped in a fi
 - ``predictor``: ``bentoml serve`` of bentos/predictor (the model aliased ``champion``);
 - ``gateway``: ``bentoml serve`` of bentos/experiment (a 50/50 experiment whose two arms
   are the same model, so that the gateway's own cost is what differs from ``predictor``),
-  with its SQLite event log, and ``gateway (log off)`` the same with
-  ``WORKBENCH_EVENT_LOG=off``;
+  its arms' models in its own process, with its SQLite event log; ``gateway (log off)``
+  the same with ``WORKBENCH_EVENT_LOG=off``, ``gateway (async acks)`` with
+  ``WORKBENCH_EVENT_ACK=async``, and ``gateway (arms via Predictor)`` with
+  ``WORKBENCH_ARMS=predictor`` (the arms in a Predictor process, through bentoml.depends);
 - the peers in benchmarks/peers: ``floor`` (BentoML, no work), ``starlette echo`` (no
   framework), ``fastapi classic`` (Predictive per request) and ``naive bento``.
 
-Cold start: process start until ``/readyz`` answers 200, each server alone. Latency: one
+Cold start: process start until ``/readyz`` answers 200, each server alone; the first
+start with an empty JAX compilation cache of the server's own, the later ones (restarts)
+with the cache it filled. Latency: one
 client on one kept-alive connection; throughput: 64 concurrent clients (aiohttp) for a
 fixed time. Rounds alternate between the servers (ABAB...), so slow spells of the shared
 machine hit every server alike; medians and interquartile ranges are over rounds.
@@ -28,6 +32,7 @@ import asyncio
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,7 +77,8 @@ class Running:
     ready_s: float
 
 
-GATEWAYS = ("gateway", "gateway (log off)", "gateway (async acks)")
+GATEWAYS = ("gateway", "gateway (log off)", "gateway (async acks)",
+            "gateway (arms via Predictor)")
 
 
 def specs(row: list[float], workdir: Path) -> list[Spec]:
@@ -84,14 +90,15 @@ def specs(row: list[float], workdir: Path) -> list[Spec]:
     config = workdir / "experiment.yaml"
     config.write_text(EXPERIMENT)
 
-    def gateway(name: str, log: str, ack: str = "durable") -> Spec:
+    def gateway(name: str, log: str, ack: str = "durable", arms: str = "in-process") -> Spec:
+        db = workdir / f"events-{log}-{ack}-{arms}.db"
         return Spec(name, lambda p: [bentoml, "serve", "service:Experiment", "--working-dir",
                                      str(ROOT / "bentos/experiment"), "--host", "127.0.0.1",
                                      "--port", str(p)],
                     lambda i: {"unit": f"user-{i}", "instances": [row]},
                     env={"WORKBENCH_EXPERIMENT": str(config), "WORKBENCH_EVENT_LOG": log,
-                         "WORKBENCH_EVENT_ACK": ack,
-                         "WORKBENCH_DB_URL": f"sqlite:///{workdir / f'events-{log}-{ack}.db'}"})
+                         "WORKBENCH_EVENT_ACK": ack, "WORKBENCH_ARMS": arms,
+                         "WORKBENCH_DB_URL": f"sqlite:///{db}"})
 
     return [
         Spec("predictor", lambda p: [bentoml, "serve", "service:Predictor", "--working-dir",
@@ -100,6 +107,7 @@ def specs(row: list[float], workdir: Path) -> list[Spec]:
         gateway("gateway", "on"),
         gateway("gateway (log off)", "off"),
         gateway("gateway (async acks)", "on", "async"),
+        gateway("gateway (arms via Predictor)", "on", arms="predictor"),
         Spec("floor", lambda p: [bentoml, "serve", "floor:Floor", "--working-dir", str(PEERS),
                                  "--host", "127.0.0.1", "--port", str(p)], plain),
         Spec("starlette echo", lambda p: [*uvicorn, "--port", str(p), "starlette_echo:app"],
@@ -115,9 +123,11 @@ def specs(row: list[float], workdir: Path) -> list[Spec]:
 # -- servers -------------------------------------------------------------------------------
 
 def start(spec: Spec, logdir: Path, timeout: float = 240) -> Running:
-    """Start ``spec`` and time process start until ``/readyz`` answers 200."""
+    """Start ``spec`` and time process start until ``/readyz`` answers 200. Each server
+    keeps its JAX compilation cache in ``logdir/../jax-cache/<server>``."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_MODELS"} | spec.env
+    env["WORKBENCH_COMPILATION_CACHE"] = str(compile_cache(spec, logdir.parent))
     log = open(logdir / f"{spec.name.replace(' ', '_')}.log", "ab")  # noqa: SIM115
     started = time.perf_counter()
     process = subprocess.Popen(spec.argv(port), env=env, cwd=ROOT, stdout=log,
@@ -239,6 +249,10 @@ def many_clients(server: Running, clients: int, seconds: float) -> dict[str, Any
             "errors": errors, "seconds": wall}
 
 
+def compile_cache(spec: Spec, workdir: Path) -> Path:
+    return workdir / "jax-cache" / spec.name.replace(" ", "_").replace("(", "").replace(")", "")
+
+
 # -- the run -------------------------------------------------------------------------------
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -256,6 +270,8 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
     cold: dict[str, list[float]] = {s.name: [] for s in servers}
     running: dict[str, Running] = {}
     out: dict[str, Any] = {"servers": [s.name for s in servers]}
+    for spec in servers:  # the first start compiles everything
+        shutil.rmtree(compile_cache(spec, workdir), ignore_errors=True)
     try:
         for r in range(cold_rounds):  # each server alone; the last round stays up
             for spec in servers:
@@ -267,8 +283,9 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
                     stop(server.process)
                 else:
                     running[spec.name] = server
-        out["cold_start_s"] = {name: spread(v) | {"all": [round(x, 2) for x in v]}
-                               for name, v in cold.items()}
+        out["cold_start_s"] = {name: spread(v[1:] or v) | {
+            "first": round(v[0], 2), "all": [round(x, 2) for x in v]}
+            for name, v in cold.items()}  # the median is over restarts
         for name in GATEWAYS:  # both arms' model ready behind it
             deadline = time.monotonic() + 120
             while status(running[name].port, "GET", "/health/all") != 200:
@@ -332,6 +349,8 @@ def paired(single: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
     return {
         "gateway - predictor p50 ms": per_round("gateway", "predictor", lambda a, b: a - b),
+        "gateway (arms via Predictor) - predictor p50 ms": per_round(
+            "gateway (arms via Predictor)", "predictor", lambda a, b: a - b),
         "predictor / floor p50": per_round("predictor", "floor", lambda a, b: a / b),
         "gateway / gateway (log off) p50": per_round("gateway", "gateway (log off)",
                                                      lambda a, b: a / b),
@@ -350,7 +369,7 @@ def main() -> None:
     from workbench import store
 
     row = [round(float(v), 4) for v in store.get("champion").x_loc]
-    out = run(row, Path(args.workdir), **({"rounds": 2, "cold_rounds": 1, "requests": 150,
+    out = run(row, Path(args.workdir), **({"rounds": 2, "cold_rounds": 2, "requests": 150,
                                             "seconds": 2.0} if args.quick else {}))
     text = json.dumps(out, indent=2)
     print(text)

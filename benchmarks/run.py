@@ -119,7 +119,7 @@ def main() -> None:
     log("(c), (b), (e) servers: cold start, 1 client, 64 clients")
     row = [round(float(v), 4) for v in posterior.x_loc]
     results["http"] = bench_http.run(
-        row, workdir, log=log, **({"rounds": 2, "cold_rounds": 1, "requests": 150,
+        row, workdir, log=log, **({"rounds": 2, "cold_rounds": 2, "requests": 150,
                                    "seconds": 2.0} if args.quick else {}))
     log("(f) Predictor by entity key (Feast) against raw features; the lookup's share")
     if importlib.util.find_spec("feast") is None:
@@ -168,8 +168,8 @@ def summary(r: dict[str, Any]) -> list[list[str]]:
     rps = {n: v["throughput_rps"]["median"] for n, v in many.items()}
     gw = h["paired"]["gateway - predictor p50 ms"]["median"]
     ours_errors = sum(one[n]["errors"] + many[n]["errors"] for n in
-                      ("predictor", "gateway", "gateway (log off)", "gateway (async acks)")
-                      if n in one)
+                      ("predictor", "gateway", "gateway (log off)", "gateway (async acks)",
+                       "gateway (arms via Predictor)") if n in one)
 
     def verdict(ok: bool, miss: str) -> str:
         return "met" if ok else f"**missed** ({miss})"
@@ -197,22 +197,39 @@ def summary(r: dict[str, Any]) -> list[list[str]]:
         ["(b) Predictor throughput vs classic", f"{rps['predictor']:.0f} req/s",
          f"FastAPI+Predictive {rps['fastapi classic']:.2f} req/s", f"{classic:.0f}×",
          "≥ 100×", verdict(classic >= 100, f"{classic / 100:.2f} of target")],
-        ["(b) gateway overhead, p50 1 client", f"+{gw:.2f} ms",
+        ["(b) gateway overhead, p50 1 client (arms in process)", f"+{gw:.2f} ms",
          f"Predictor direct {p50['predictor']:.2f} ms",
-         f"{p50['gateway'] / p50['predictor']:.2f}×", "≤ +1.5 ms",
-         verdict(gw <= 1.5, f"by {gw - 1.5:.2f} ms")],
+         f"{p50['gateway'] / p50['predictor']:.2f}×", "≤ +1.0 ms",
+         verdict(gw <= 1.0, f"by {gw - 1.0:.2f} ms")],
+        ["(b) gateway throughput, 64 clients (arms in process)", f"{rps['gateway']:.0f} req/s",
+         f"Predictor direct {rps['predictor']:.0f} req/s",
+         f"{rps['gateway'] / rps['predictor']:.2f}×", "≥ 0.8× Predictor",
+         verdict(rps["gateway"] >= 0.8 * rps["predictor"],
+                 f"{rps['gateway'] / rps['predictor'] / 0.8:.2f} of target")],
+    ] + ([
+        ["(b) gateway overhead, p50 1 client (arms via Predictor)",
+         f"+{h['paired']['gateway (arms via Predictor) - predictor p50 ms']['median']:.2f} ms",
+         f"Predictor direct {p50['predictor']:.2f} ms",
+         f"{p50['gateway (arms via Predictor)'] / p50['predictor']:.2f}×", "—", "—"],
+        ["(b) gateway throughput, 64 clients (arms via Predictor)",
+         f"{rps['gateway (arms via Predictor)']:.0f} req/s",
+         f"Predictor direct {rps['predictor']:.0f} req/s",
+         f"{rps['gateway (arms via Predictor)'] / rps['predictor']:.2f}×", "—", "—"],
+    ] if "gateway (arms via Predictor)" in p50 else []) + [
+
         ["(b) errors (Predictor, gateway)", str(ours_errors), "—", "—", "0",
          verdict(ours_errors == 0, f"{ours_errors} errors")],
-        ["(c) cold start to ready, Predictor", f"{cold['predictor']['median']:.1f} s",
-         f"floor {cold['floor']['median']:.1f} s",
-         f"{cold['predictor']['median'] / cold['floor']['median']:.1f}×", "≤ 20 s",
-         verdict(cold["predictor"]["median"] <= 20,
-                 f"by {cold['predictor']['median'] - 20:.1f} s")],
-        ["(c) cold start to ready, gateway", f"{cold['gateway']['median']:.1f} s",
-         f"floor {cold['floor']['median']:.1f} s",
-         f"{cold['gateway']['median'] / cold['floor']['median']:.1f}×", "≤ 20 s",
-         verdict(cold["gateway"]["median"] <= 20,
-                 f"by {cold['gateway']['median'] - 20:.1f} s")],
+    ] + [row for name, target in (("predictor", 10), ("gateway", 12)) for row in (
+        [f"(c) first start to ready, {name} (empty compilation cache)",
+         f"{cold[name].get('first', cold[name]['median']):.1f} s",
+         f"floor {cold['floor'].get('first', cold['floor']['median']):.1f} s",
+         f"{cold[name].get('first', 1) / cold['floor'].get('first', 1):.1f}×", "reported",
+         "—"],
+        [f"(c) restart to ready, {name} (compilation cache warm)",
+         f"{cold[name]['median']:.1f} s", f"floor {cold['floor']['median']:.1f} s",
+         f"{cold[name]['median'] / cold['floor']['median']:.1f}×", f"≤ {target} s",
+         verdict(cold[name]["median"] <= target,
+                 f"by {cold[name]['median'] - target:.1f} s")])] + [
         ["(d) MCMC fit, demo model and settings", f"{f['workbench.fit']['median_s']:.1f} s",
          f"NumPyro MCMC alone {f['numpyro MCMC alone']['median_s']:.1f} s",
          f"{f['ratio']:.2f}×", "—", "—"],
@@ -390,9 +407,11 @@ Errors: any answer other than 200, or a failed connection.
 - **predictor**: `bentoml serve service:Predictor --working-dir bentos/predictor
   --arg models=champion`
 - **gateway**: `bentoml serve service:Experiment --working-dir bentos/experiment`, a 50/50
-  experiment whose two arms are the same model (so it differs from *predictor* only by the
-  gateway: assignment, validation, the hop to its Predictor process, the event log);
-  **gateway (log off)**: the same with `WORKBENCH_EVENT_LOG=off`
+  experiment whose two arms are the same model, served in the gateway's process (so it
+  differs from *predictor* only by the gateway: assignment, validation, the event log);
+  **gateway (log off)**: the same with `WORKBENCH_EVENT_LOG=off`; **gateway (async acks)**
+  with `WORKBENCH_EVENT_ACK=async`; **gateway (arms via Predictor)** with
+  `WORKBENCH_ARMS=predictor` (the arms in a Predictor process: one more HTTP hop)
 - **floor** (`peers/floor.py`): a BentoML async endpoint doing no work, same request and
   response shape, same declared media type as the Predictor
 - **starlette echo** (`peers/starlette_echo.py`): bare Starlette under uvicorn, no framework
@@ -417,13 +436,17 @@ Errors: any answer other than 200, or a failed connection.
 ## (c) Cold start to ready
 
 Process start (`Popen`) until `/readyz` first answers 200 (polled every 50 ms), each server
-started alone. The Predictor is ready only once every shape bucket is compiled; the
-naive bento and the classic template are ready before compiling anything (their first
-request pays it); the gateway's time includes its own Predictor process.
+started alone. The Predictor is ready only once every shape bucket is compiled (or loaded
+from JAX's persistent compilation cache); the naive bento and the classic template are
+ready before compiling anything (their first request pays it); the gateway compiles its
+arms' models in its own process, or waits for its Predictor process (arms via Predictor).
+**First start**: each server with an empty compilation cache of its own; **restart**: the
+later starts, with the cache the first one filled (median and IQR over restarts).
 
-""" + table(["server", "median", "IQR", "all runs (s)"],
-            [[n, f"{x['median']:.1f} s", f"{x['iqr']:.1f} s",
-              ", ".join(f"{s:.1f}" for s in x["all"])] for n, x in cold.items()]),
+""" + table(["server", "first start", "restart, median", "IQR", "all runs (s)"],
+            [[n, f"{x.get('first', x['all'][0]):.1f} s", f"{x['median']:.1f} s",
+              f"{x['iqr']:.1f} s", ", ".join(f"{s:.1f}" for s in x["all"])]
+             for n, x in cold.items()]),
         f"""
 ## (d) MCMC fit time
 

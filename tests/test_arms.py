@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import bentoml
+import pytest
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -13,8 +14,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from workbench import trace
-from workbench.arms import ArmClient, ArmModel, keep_one_session
+from workbench.arms import ArmClient, ArmModel, keep_one_session, mode
 from workbench.config import parse
+from workbench.errors import ConfigError
 from workbench.errors_http import RequestErrors
 
 
@@ -103,3 +105,15 @@ def test_fallbacks_and_shadow_errors_are_counted_for_prometheus():
     asyncio.run(main())
     assert count("workbench_gateway_fallbacks_total", arm="broken") == before + 1
     assert count("workbench_gateway_shadow_errors_total") == shadow_before + 1
+
+
+def test_the_arms_mode_by_argument_then_environment_then_device(monkeypatch):
+    monkeypatch.delenv("WORKBENCH_ARMS", raising=False)
+    assert (mode(), mode(gpu=True)) == ("in-process", "predictor")
+    monkeypatch.setenv("WORKBENCH_ARMS", "Predictor")
+    assert mode() == "predictor"
+    assert mode("in_process", gpu=True) == "in-process"  # the bento argument wins
+    monkeypatch.setenv("WORKBENCH_ARMS", "sidecar")
+    with pytest.raises(ConfigError, match="invalid arms mode 'sidecar'") as refused:
+        mode()
+    assert refused.value.detail["expected one of"] == ["in-process", "predictor"]

@@ -1,8 +1,13 @@
-"""The experiment gateway: the entry service, in front of the Predictor.
+"""The experiment gateway: the entry service, serving its arms' models.
 
 Serve from source (config from WORKBENCH_EXPERIMENT, else champion vs challenger):
     bentoml serve service:Experiment --working-dir bentos/experiment
 Build (config bundled, models resolved and frozen):  workbench build experiment
+
+The arms' models are served in the gateway's own process by default (the Predictor's
+ModelServer and micro-batchers, no second HTTP hop); ``--arg arms=predictor`` (or
+WORKBENCH_ARMS=predictor, the default with ``--arg gpu=true``) serves them from a Predictor
+process of their own through ``bentoml.depends``: for GPU workers or isolation.
 """
 
 from __future__ import annotations
@@ -27,32 +32,52 @@ _REFS = ",".join(dict.fromkeys(CONFIG.models().values()))
 os.environ.setdefault("WORKBENCH_MODELS", _REFS)  # what the Predictor below must serve
 TAGS = serving.model_refs(getattr(ARGS, "models", None) or _REFS)
 
-from predictor_service import JSON, Predictor  # noqa: E402  (reads WORKBENCH_MODELS on import)
+import predictor_service  # noqa: E402  (reads WORKBENCH_MODELS on import)
+from predictor_service import JSON, Predictor  # noqa: E402
+
+ARMS = arms.mode(getattr(ARGS, "arms", None), gpu=predictor_service.GPU)
+IN_PROCESS = ARMS == "in-process"
 
 
 @bentoml.asgi_app(gateway_http.app(lambda: bentoml.get_current_service().gateway,
-                                   lambda: bentoml.get_current_service().predictor.to_async
-                                   .models()), path="/")
+                                   lambda: bentoml.get_current_service().arm_models()),
+                  path="/")
 @bentoml.service(name="experiment", workers=1, traffic={"timeout": 60, "max_concurrency": 128},
                  envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}])
 class Experiment:
-    predictor = bentoml.depends(Predictor)
+    if IN_PROCESS:
+        locals().update(predictor_service.bento_models())
+    else:
+        predictor = bentoml.depends(Predictor)
 
     def __init__(self) -> None:
-        arms.keep_one_session(getattr(self.predictor, "to_async", None))
+        if IN_PROCESS:
+            self.server = predictor_service.model_server(
+                self, Experiment.bento)  # type: ignore[attr-defined]
+            call = self.server.predict
+        else:
+            arms.keep_one_session(getattr(self.predictor, "to_async", None))
+            # The client's methods exist once it has connected: looked up per call.
+            call = lambda **kw: self.predictor.to_async.predict(**kw)  # noqa: E731
         engine = events.engine()
         self.gateway = gateway.Gateway(
-            CONFIG, arms.arm_models(CONFIG, TAGS, store.metadata),
-            lambda **kw: self.predictor.to_async.predict(**kw),
+            CONFIG, arms.arm_models(CONFIG, TAGS, store.metadata), call,
             engine=engine, writer=EventWriter.from_env(engine),
             poll_seconds=float(os.environ.get("WORKBENCH_STATE_POLL_SECONDS", "1")),
             feedback_grace=float(os.environ.get("WORKBENCH_FEEDBACK_GRACE_SECONDS", "5")),
             inputs=os.environ.get("WORKBENCH_EVENT_INPUTS", "raw"))
 
     def __is_ready__(self) -> bool:
-        """Not ready while the event store has been unreachable too long or the spool is
-        full (see /health/all for why); the Predictor's readiness is BentoML's own probe."""
-        return self.gateway.ready()[0]
+        """Not ready until the arms' models compiled (in process; a Predictor's readiness is
+        BentoML's own probe), or while the event store has been unreachable too long or the
+        spool is full (see /health/all for why)."""
+        return (not IN_PROCESS or self.server.ready) and self.gateway.ready()[0]
+
+    async def arm_models(self) -> dict[str, Any]:
+        """What serves the arms: its models, their aliases and readiness."""
+        if IN_PROCESS:
+            return self.server.status()
+        return await self.predictor.to_async.models()
 
     @bentoml.on_shutdown
     async def close(self) -> None:

@@ -25,8 +25,9 @@ ARGS = bentoml.use_arguments()
 GPU = str(getattr(ARGS, "gpu", "")).lower() in ("1", "true", "yes")
 REMOTE = str(getattr(ARGS, "remote", "")).lower() in ("1", "true", "yes") or bool(
     os.environ.get("WORKBENCH_MODEL_URL"))
-# Inside the experiment gateway (imported as predictor_service) it must serve the tags the
-# gateway's arms were resolved to, so it follows aliases only when told to.
+# Inside the experiment gateway (imported as predictor_service, as its dependency or its
+# models in process) it must serve the tags the gateway's arms were resolved to, so it
+# follows aliases only when told to.
 EMBEDDED = __name__ != "service"
 SPEC = getattr(ARGS, "models", None)
 # {ref: tag}, the first being the default; a remote Predictor learns its model at startup.
@@ -36,6 +37,28 @@ EXAMPLE_INPUT = serving.example_input(TAGS[0]) if TAGS else {"instances": [[0.0]
 # A declared media type spares BentoML a JSON-schema generation per response (py-spy:
 # ~17% of the event loop's busy time at one client; benchmarks/RESULTS.md).
 JSON = Annotated[dict[str, Any], ContentType("application/json")]
+
+
+def bento_models() -> dict[str, Any]:
+    """One BentoModel attribute per served tag, so that `bentoml build` packs each of them
+    (declared by the Predictor, or by the gateway serving its arms in its own process)."""
+    return {f"model_{i}": bentoml.models.BentoModel(t) for i, t in enumerate(TAGS)}
+
+
+def model_server(owner: Any, bento: Any) -> serving.ModelServer:
+    """The served models of ``owner`` (a service declaring :func:`bento_models`), following
+    their aliases when served from source, compiling in the background: ``/readyz`` turns
+    ready once every bucket compiled. ``bento`` is set when served from a built bento."""
+    stored = {str(m.tag): m for m in (getattr(owner, f"model_{i}") for i in range(len(TAGS)))}
+    server = serving.ModelServer(
+        serving.remote_models if REMOTE else MODELS,
+        load=store.get if REMOTE else lambda tag: store.from_bento_model(stored[tag]),
+        bento=str(bento.tag) if bento else None)
+    if follow.wanted(getattr(ARGS, "follow", None), built=bento is not None or REMOTE,
+                     default=not EMBEDDED):
+        follow.AliasFollower(server, refs=follow.followed(SPEC)).start()
+    server.warmup_in_background()
+    return server
 
 
 @bentoml.asgi_app(predictor_http.app(lambda: bentoml.get_current_service().server), path="/")
@@ -50,20 +73,11 @@ JSON = Annotated[dict[str, Any], ContentType("application/json")]
     traffic={"timeout": 30, "max_concurrency": 256},
 )
 class Predictor:
-    # One BentoModel attribute per served tag, so that `bentoml build` packs each of them.
-    locals().update({f"model_{i}": bentoml.models.BentoModel(t) for i, t in enumerate(TAGS)})
+
+    locals().update(bento_models())
 
     def __init__(self) -> None:
-        stored = {str(m.tag): m for m in (getattr(self, f"model_{i}") for i in range(len(TAGS)))}
-        bento = Predictor.bento  # type: ignore[attr-defined]  (set when served from a bento)
-        self.server = serving.ModelServer(
-            serving.remote_models if REMOTE else MODELS,
-            load=store.get if REMOTE else lambda tag: store.from_bento_model(stored[tag]),
-            bento=str(bento.tag) if bento else None)
-        if follow.wanted(getattr(ARGS, "follow", None), built=bento is not None or REMOTE,
-                         default=not EMBEDDED):
-            follow.AliasFollower(self.server, refs=follow.followed(SPEC)).start()
-        self.server.warmup_in_background()  # /readyz turns ready once every bucket compiled
+        self.server = model_server(self, Predictor.bento)  # type: ignore[attr-defined]
 
     def __is_ready__(self) -> bool:
         return self.server.ready

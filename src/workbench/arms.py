@@ -1,6 +1,6 @@
-"""The arms' models, reached through the Predictor: one call per request, one retry of a
-dropped connection, the control's answer when a treatment arm fails, and a shadow that is
-mirrored off the request path.
+"""The arms' models, served in the gateway's process or by a Predictor process of their
+own (:func:`mode`): one call per request, one retry of a dropped connection, the control's
+answer when a treatment arm fails, and a shadow that is mirrored off the request path.
 
 Every call carries the request's id (:mod:`workbench.trace`): BentoML's client sends it as
 ``X-Request-ID`` beside ``traceparent``, so the Predictor's log lines for the request name
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,6 +25,7 @@ from workbench import trace
 from workbench.config import ExperimentConfig
 from workbench.errors import (
     ArmFailed,
+    ConfigError,
     EntityNotFound,
     InputError,
     ModelNotFound,
@@ -37,6 +39,21 @@ from workbench.metrics import FALLBACKS, SHADOW_ERRORS
 logger = logging.getLogger("workbench.arms")
 
 PredictCall = Callable[..., Awaitable[dict[str, Any]]]
+MODES = ("in-process", "predictor")
+
+
+def mode(arg: Any = None, *, gpu: bool = False) -> str:
+    """Where the gateway serves its arms' models: the bento argument ``arms``, else
+    ``$WORKBENCH_ARMS``, else ``in-process`` on CPU and ``predictor`` (a process of its own,
+    through ``bentoml.depends``) on a GPU."""
+    value = arg if arg not in (None, "") else os.environ.get("WORKBENCH_ARMS", "")
+    value = str(value).strip().lower().replace("_", "-") or (
+        "predictor" if gpu else "in-process")
+    if value not in MODES:
+        raise ConfigError(f"invalid arms mode {value!r}",
+                          detail={"expected one of": list(MODES), "set by":
+                                  "--arg arms=... or WORKBENCH_ARMS"})
+    return value
 
 
 @dataclass(frozen=True)

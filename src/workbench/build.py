@@ -82,9 +82,11 @@ def build_predictor(models: list[str] | None = None, *, gpu: bool = False,
                   version_=version_)
 
 
-def build_experiment(config_path: str | None = None, *, version_: str | None = None) -> str:
-    """Build the experiment gateway bento: its config bundled, the Predictor beside it,
-    and every arm's (and the shadow's) model resolved now and packed; returns the tag."""
+def build_experiment(config_path: str | None = None, *, arms: str = "in-process",
+                     version_: str | None = None) -> str:
+    """Build the experiment gateway bento: its config bundled, every arm's (and the
+    shadow's) model resolved now and packed, served in the gateway's process or (``arms=
+    "predictor"``) by a Predictor beside it; returns the tag."""
     import os
 
     from workbench.config import DEFAULT, load
@@ -96,7 +98,7 @@ def build_experiment(config_path: str | None = None, *, version_: str | None = N
     text = Path(path).read_text() if path else yaml_dump(DEFAULT)
     return _build("experiment", name="experiment", args={
         "models": ",".join(f"{r}={t}" for r, t in resolved.items()),
-        "experiment_config": "experiment.yaml"},
+        "experiment_config": "experiment.yaml", "arms": arms},
         packages=requirements(extra=("pyyaml", "scipy", "psycopg", "psycopg-binary")
                               + _feature_packages(resolved.values())),
         labels={"workbench.experiment": config.name}, version_=version_,

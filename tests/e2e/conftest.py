@@ -61,13 +61,16 @@ def challenger() -> str:
 
 def serve_experiment(config: str, tmp_path, *, env: dict[str, str] | None = None) -> tuple[
         Server, str]:
-    """``bentoml serve`` of bentos/experiment with ``config`` (YAML text) and its own SQLite
-    event store; returns the server and the store's URL."""
+    """``bentoml serve`` of bentos/experiment with ``config`` (YAML text), its own SQLite
+    event store and its own ``BENTOML_HOME`` (the model store linked): each start deletes
+    the home's task-result database (``/batch``) and Prometheus files, which a server still
+    running under the same home would lose. Returns the server and the store's URL."""
     path = tmp_path / "experiment.yaml"
     path.write_text(config)
     db = f"sqlite:///{tmp_path / 'events.db'}"
-    server_env = dict(os.environ) | {"WORKBENCH_EXPERIMENT": str(path),
-                                     "WORKBENCH_DB_URL": db} | (env or {})
+    server_env = dict(os.environ) | {"WORKBENCH_EXPERIMENT": str(path), "WORKBENCH_DB_URL": db,
+                                     "BENTOML_HOME": str(own_home(tmp_path, "home"))
+                                     } | (env or {})
     server_env.pop("WORKBENCH_MODELS", None) if not env or "WORKBENCH_MODELS" not in env \
         else None
     server = bentoml_serve(["service:Experiment", "--working-dir",

@@ -1,4 +1,5 @@
-"""The experiment gateway with real servers: gateway and Predictor in their own processes."""
+"""The experiment gateway with real servers, in both of its modes: the arms' models in the
+gateway's process, and in a Predictor process of their own (``bentoml.depends``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import httpx
@@ -17,6 +17,7 @@ from scipy import stats
 from servers import wait_for
 
 from workbench import datasets, events
+from workbench.arms import MODES
 from workbench.simulate import simulate
 
 from .conftest import serve_experiment
@@ -35,9 +36,10 @@ decision: {prob_best: 0.95, min_outcomes: 20}
 """
 
 
-@pytest.fixture(scope="module")
-def split(champion, challenger, tmp_path_factory):
-    server, db = serve_experiment(SPLIT, tmp_path_factory.mktemp("split"))
+@pytest.fixture(scope="module", params=MODES)
+def split(request, champion, challenger, tmp_path_factory):
+    server, db = serve_experiment(SPLIT, tmp_path_factory.mktemp("split"),
+                                  env={"WORKBENCH_ARMS": request.param})
     yield server, db
     server.stop()
 
@@ -68,13 +70,13 @@ def test_shadow_is_logged_but_never_returned(split):
     server, db = split
     ids = [_predict(server.url, f"shadow-user-{i}").json()["request_id"] for i in range(20)]
     eng = events.engine(db)
-    for _ in range(100):  # the log is written off the request path: wait for it
+
+    def shadows() -> set[str]:  # the log is written off the request path: wait for it
         data = events.read(eng, "e2e-split")
-        shadows = set(data.parent_id[data.status == "shadow"])
-        if set(ids) <= shadows:
-            break
-        time.sleep(0.1)
-    assert set(ids) <= shadows
+        return set(data.parent_id[data.status == "shadow"])
+
+    wait_for(lambda: set(ids) <= shadows(), 10, "the shadow's rows logged")
+    data = events.read(eng, "e2e-split")
     assert set(data.arm[data.status == "shadow"]) == {"shadow"}
 
 
@@ -174,25 +176,21 @@ def test_simulator_then_one_read_out_everywhere(split, tmp_path):
 def test_batch_job(split):
     server, _ = split
     task = httpx.post(server.url + "/batch/submit", json={"instances": ROWS[:40]}).json()
-    for _ in range(300):
-        status = httpx.get(server.url + "/batch/status",
-                           params={"task_id": task["task_id"]}).json()
-        if status["status"] != "in_progress":
-            break
-        time.sleep(0.1)
-    assert status["status"] == "completed", status
+
+    def status() -> dict:
+        return httpx.get(server.url + "/batch/status", params={"task_id": task["task_id"]}
+                         ).json()
+
+    wait_for(lambda: status()["status"] != "in_progress", 30, "the batch job to end")
+    assert status()["status"] == "completed", status()
     result = httpx.get(server.url + "/batch/get", params={"task_id": task["task_id"]}).json()
     assert result["rows"] == 40 and len(result["predictions"]) == 40
 
 
-def test_zz_sigterm_loses_nothing_accepted(split):
+@pytest.mark.parametrize("mode", MODES)
+def test_sigterm_loses_nothing_accepted(mode, champion, challenger, tmp_path):
     """N accepted predictions and N feedbacks, then SIGTERM: exactly N rows each."""
-    server, db = split
-    eng = events.engine(db)
-    before = events.read(eng, "e2e-split")
-    primary_before = int(np.sum(before.status != "shadow"))
-    outcomes_before = sum(o is not None for o, s in zip(before.outcome, before.status,
-                                                         strict=True) if s != "shadow")
+    server, db = serve_experiment(SPLIT, tmp_path, env={"WORKBENCH_ARMS": mode})
 
     async def burst():
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
@@ -205,17 +203,19 @@ def test_zz_sigterm_loses_nothing_accepted(split):
                 assert f.status_code == 200
             await asyncio.gather(*(one(i) for i in range(200)))
 
-    asyncio.run(burst())
-    assert server.stop(signal.SIGTERM) is not None
+    try:
+        asyncio.run(burst())
+    finally:
+        assert server.stop(signal.SIGTERM) is not None
     after = events.read(events.engine(db), "e2e-split")
     primary = after.status != "shadow"
-    assert int(np.sum(primary)) - primary_before == 200
-    got = sum(o is not None for o, p in zip(after.outcome, primary, strict=True) if p)
-    assert got - outcomes_before == 200
+    assert int(np.sum(primary)) == 200
+    assert sum(o is not None for o, p in zip(after.outcome, primary, strict=True) if p) == 200
     assert "event log closed" in server.output()
 
 
-def test_fallback_when_an_arm_fails(champion, challenger, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_fallback_when_an_arm_fails(mode, champion, challenger, tmp_path):
     config = """
 name: e2e-fallback
 arms:
@@ -225,7 +225,8 @@ guardrails: {error_rate: 0.2, min_samples: 15}
 check_seconds: 0.5
 """
     # The Predictor serves only the champion, so every call for the broken arm fails.
-    server, db = serve_experiment(config, tmp_path, env={"WORKBENCH_MODELS": "champion"})
+    server, db = serve_experiment(config, tmp_path, env={"WORKBENCH_MODELS": "champion",
+                                                         "WORKBENCH_ARMS": mode})
     try:
         bodies = [_predict(server.url, f"fb-{i}").json() for i in range(40)]
         assert all(b["arm"] == "control" and b["predictions"] for b in bodies)
@@ -253,7 +254,8 @@ check_seconds: 0.5
         server.stop()
 
 
-def test_bandit_shifts_traffic_to_the_better_arm(champion, challenger, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_bandit_shifts_traffic_to_the_better_arm(mode, champion, challenger, tmp_path):
     config = """
 name: e2e-bandit
 mode: bandit
@@ -263,7 +265,7 @@ arms:
 metric: binary
 bandit: {min_weight: 0.05, update_seconds: 1}
 """
-    server, _ = serve_experiment(config, tmp_path)
+    server, _ = serve_experiment(config, tmp_path, env={"WORKBENCH_ARMS": mode})
     try:
         summary = asyncio.run(simulate(server.url, duration=20, rate=30, users=3000,
                                        effects={"better": 0.6}, progress=False, seed=3))

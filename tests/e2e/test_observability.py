@@ -1,7 +1,8 @@
 """Observability with real servers: one request id through gateway and Predictor, JSON log
 lines in both, and the workbench's metrics on ``/metrics``.
 
-The module starts its own experiment (gateway and Predictor, each in its own process): a
+The module starts its own experiment (gateway and Predictor, each in its own process, so
+that the request id is seen crossing from one to the other): a
 ``bentoml serve`` start empties the Prometheus directory, so metrics are read from a server
 started here. Its ``broken`` arm's model is not served, so its requests fall back.
 """
@@ -32,7 +33,8 @@ arms:
 def gateway(champion, challenger, tmp_path_factory):
     # The Predictor serves only the champion: every call for the broken arm fails.
     server, _ = serve_experiment(CONFIG, tmp_path_factory.mktemp("observability"),
-                                 env={"WORKBENCH_MODELS": "champion"})
+                                 env={"WORKBENCH_MODELS": "champion",
+                                      "WORKBENCH_ARMS": "predictor"})
     yield server
     server.stop()
 

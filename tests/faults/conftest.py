@@ -56,8 +56,9 @@ def arm_models() -> dict[str, str]:
 
 
 def serve_gateway(tmp: Path, env: dict[str, str], *, log: str = "gateway.log") -> Server:
-    """``bentoml serve`` of bentos/experiment (gateway + Predictor worker) running the
-    ``faults`` experiment, with ``env`` over this process's environment."""
+    """``bentoml serve`` of bentos/experiment running the ``faults`` experiment (its arms in
+    process unless ``env`` sets ``WORKBENCH_ARMS=predictor``), with ``env`` over this
+    process's environment."""
     config = tmp / "experiment.yaml"
     config.write_text(CONFIG)
     full = {k: v for k, v in os.environ.items() if k != "WORKBENCH_MODELS"}

@@ -1,6 +1,7 @@
-"""The Predictor worker is SIGKILLed under load: every request gets a 200 (its arm or the
-fallback) or a 503 with a JSON body, none hangs, and traffic resumes with 200s once
-BentoML has restarted the worker, without restarting the gateway."""
+"""The Predictor worker (the gateway's arms in a process of their own) is SIGKILLed under
+load: every request gets a 200 (its arm or the fallback) or a 503 with a JSON body, none
+hangs, and traffic resumes with 200s once BentoML has restarted the worker, without
+restarting the gateway."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.slow]
 
 def test_predictor_killed_under_load(arm_models, tmp_path, report):
     server = serve_gateway(tmp_path, {"WORKBENCH_DB_URL": f"sqlite:///{tmp_path / 'e.db'}",
-                                      "WORKBENCH_SPOOL_DIR": str(tmp_path / "spool")})
+                                      "WORKBENCH_SPOOL_DIR": str(tmp_path / "spool"),
+                                      "WORKBENCH_ARMS": "predictor"})
     try:
         gateway = worker(server.pid, "experiment")
         predictor = worker(server.pid, "predictor")
