@@ -613,16 +613,20 @@ WHY = {
     "(b) Predictor throughput vs classic": "The classic template's throughput is a few "
     "requests per second because `Predictive` re-traces the model on every call; the ratio "
     "is bounded by our own throughput on 2 shared cores (see the row above).",
-    "(b) gateway overhead": "Structural: the gateway is a BentoML service that calls the "
-    "Predictor, a second BentoML service in its own process, over HTTP, so each gateway "
-    "request pays BentoML's whole per-request cost twice (the floor's p50 alone is "
-    "~2 ms here) plus the client's serialisation. The gateway's own work is a small part "
-    "(profile above). Closing it would mean not hopping: serving the arms' models in the "
-    "gateway's process (a `workbench.serving.ModelServer` inside it, which DESIGN.md's "
-    "`bentoml.depends` layout rules out today), or a cheaper transport between the two.",
+    "(b) gateway overhead": "With the arms in the gateway's process the hop is gone; what "
+    "is left over the Predictor is the gateway's own work (unit check, assignment, the "
+    "event row) and, above all, the durable acknowledgement: the answer waits for the "
+    "writer thread to commit the request's event (one more thread wake-up each way on "
+    "2 shared cores). Compare *gateway (log off)* and *gateway (async acks)* in the table: "
+    "they sit at the Predictor's p50. `WORKBENCH_EVENT_ACK=async` trades that wait for a "
+    "window in which an acknowledged event is only in memory.",
+    "(b) gateway throughput": "The same durable acknowledgement: at 64 clients the writer "
+    "thread's commits (group-committed, but Python under the GIL) take cycles from the "
+    "event loop on 2 shared cores; *gateway (log off)* is at the Predictor's throughput.",
     "(b) errors": "See the server logs under `.workbench/bench/logs`.",
-    "(c) cold start": "Most of it is compiling every shape bucket before `/readyz` turns "
-    "200; fewer buckets or JAX's persistent compilation cache would shorten it.",
+    "(c) restart": "A restart loads every shape bucket from JAX's persistent compilation "
+    "cache instead of compiling it; what is left is importing JAX, NumPyro and BentoML, "
+    "loading the posterior and BentoML's own start (the floor's time).",
 }
 
 

@@ -43,6 +43,8 @@ IN_PROCESS = ARMS == "in-process"
                                    lambda: bentoml.get_current_service().arm_models()),
                   path="/")
 @bentoml.service(name="experiment", workers=1, traffic={"timeout": 60, "max_concurrency": 128},
+                 # One access line per request: the workbench's (JSON, with request id).
+                 logging={"access": {"enabled": False}},
                  envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}])
 class Experiment:
     if IN_PROCESS:

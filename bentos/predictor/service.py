@@ -71,6 +71,8 @@ def model_server(owner: Any, bento: Any) -> serving.ModelServer:
         [{"name": "XLA_PYTHON_CLIENT_MEM_FRACTION", "value": "0.5"}] if GPU else []),
     # Past 256 requests in flight BentoML answers 429 at once instead of queueing to a timeout.
     traffic={"timeout": 30, "max_concurrency": 256},
+    # One access line per request, the workbench's (JSON, request id, no query string).
+    logging={"access": {"enabled": False}},
 )
 class Predictor:
 

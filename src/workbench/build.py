@@ -21,7 +21,7 @@ from workbench.errors import ConfigError
 # store's database; JWTs need cryptography; limits counts requests, in Redis for replicas).
 SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil", "sqlalchemy",
                     "alembic", "mako", "python-json-logger", "pyjwt", "cryptography",
-                    "limits", "redis", "cachetools")
+                    "limits", "redis", "cachetools", "tenacity")
 # Added when a served model was trained from a Feast feature service (rows by entity key).
 FEATURE_PACKAGES = ("feast", "pandas", "pyarrow")
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench import retry
 from workbench.artifact import Posterior
 from workbench.cache import PredictionCache
 from workbench.card import build_info, describe, sample_output, seconds_since_process_start
@@ -123,18 +124,19 @@ class ModelServer:
     def _load_pending(self) -> None:
         """Call the pending model source until it succeeds, logging every failure; the
         service stays alive and not ready meanwhile (no crash loop)."""
-        wait, max_wait = self.retry_seconds
-        while self._pending is not None:
-            try:
+        if self._pending is None:
+            return
+
+        def failed(exc: BaseException, wait: float) -> None:
+            self.error = f"cannot load the model: {exc}"
+            logger.error("workbench: %s; retrying in %.0fs (the service stays not ready)",
+                         self.error, wait)
+
+        for attempt in retry.forever(*self.retry_seconds, log=failed):
+            with attempt:
                 self._add(self._pending())
-                self._pending = None
-                self.error = None
-            except Exception as exc:
-                self.error = f"cannot load the model: {exc}"
-                logger.error("workbench: %s; retrying in %.0fs (the service stays not ready)",
-                             self.error, wait)
-                time.sleep(wait)
-                wait = min(wait * 2, max_wait)
+        self._pending = None
+        self.error = None
 
     # -- startup ---------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from workbench import retry
 from workbench.artifact import Posterior
 from workbench.cache import compute
 from workbench.errors import ConfigError, InputError, Unavailable
@@ -172,24 +173,26 @@ async def consume(source: Source, sink: Sink, scorer: Scorer, *, batch: int = 64
     counters = {o: STREAM_EVENTS.labels(stream=source.name, outcome=o) for o in OUTCOMES}
     latency = STREAM_LATENCY.labels(stream=source.name)
     last_event = reported = time.monotonic()
-    backoff = 0.1
+
+    def failed(exc: BaseException, wait: float) -> None:
+        logger.error("stream %s: %s; retrying in %.1fs (the batch in hand is delivered "
+                     "again)", source.name, getattr(exc, "message", exc), wait)
+
     while not stop.is_set():
         want = batch if max_events is None else min(batch, max_events - stats.handled)
         if want <= 0:
             break
         try:
-            events = await asyncio.to_thread(source.read, want)
-            if events:
-                last_event = time.monotonic()
-                await _handle(events, source, sink, scorer, mass, experiment, consumer,
-                              stats, counters, latency)
-            backoff = 0.1
-        except Unavailable as exc:
-            logger.error("stream %s: %s; retrying in %.1fs (the batch in hand is delivered "
-                         "again)", source.name, exc.message, backoff)
-            await asyncio.to_thread(stop.wait, backoff)
-            backoff = min(backoff * 2, 5.0)
-            continue
+            async for attempt in retry.forever_async(0.1, 5.0, on=Unavailable, log=failed,
+                                                     stop=stop):
+                with attempt:
+                    events = await asyncio.to_thread(source.read, want)
+                    if events:
+                        last_event = time.monotonic()
+                        await _handle(events, source, sink, scorer, mass, experiment,
+                                      consumer, stats, counters, latency)
+        except Unavailable:  # stopped while waiting to retry: the batch is delivered again
+            break
         if idle_exit is not None and not events and \
                 time.monotonic() - last_event >= idle_exit:
             break
