@@ -308,7 +308,8 @@ print(config.name, [(a.name, a.weight) for a in config.arms], config.metric)
     md("""
 ## Build and serve the experiment bento
 
-One bento holds the gateway, the Predictor and both posteriors; predictions and feedback go
+One bento holds the gateway and both posteriors, served in the gateway's process (or, built
+with `arms="predictor"`, by a Predictor process beside it); predictions and feedback go
 to the event store at `WORKBENCH_DB_URL` (SQLite here, PostgreSQL in production).
 """),
     code("""

@@ -76,10 +76,11 @@ class Experiment:
         return (not IN_PROCESS or self.server.ready) and self.gateway.ready()[0]
 
     async def arm_models(self) -> dict[str, Any]:
-        """What serves the arms: its models, their aliases and readiness."""
+        """What serves the arms (``served``: in-process or predictor): its models, their
+        aliases and readiness."""
         if IN_PROCESS:
-            return self.server.status()
-        return await self.predictor.to_async.models()
+            return self.server.status() | {"served": ARMS}
+        return await self.predictor.to_async.models() | {"served": ARMS}
 
     @bentoml.on_shutdown
     async def close(self) -> None:

@@ -82,13 +82,15 @@ def build_predictor(models: list[str] | None = None, *, gpu: bool = False,
                   version_=version_)
 
 
-def build_experiment(config_path: str | None = None, *, arms: str = "in-process",
+def build_experiment(config_path: str | None = None, *, arms: str | None = None,
                      version_: str | None = None) -> str:
     """Build the experiment gateway bento: its config bundled, every arm's (and the
     shadow's) model resolved now and packed, served in the gateway's process or (``arms=
-    "predictor"``) by a Predictor beside it; returns the tag."""
+    "predictor"``) by a Predictor beside it, a choice frozen into the bento (default:
+    :func:`workbench.arms.mode`); returns the tag."""
     import os
 
+    from workbench.arms import mode
     from workbench.config import DEFAULT, load
     from workbench.serving import model_refs
 
@@ -98,7 +100,7 @@ def build_experiment(config_path: str | None = None, *, arms: str = "in-process"
     text = Path(path).read_text() if path else yaml_dump(DEFAULT)
     return _build("experiment", name="experiment", args={
         "models": ",".join(f"{r}={t}" for r, t in resolved.items()),
-        "experiment_config": "experiment.yaml", "arms": arms},
+        "experiment_config": "experiment.yaml", "arms": mode(arms)},
         packages=requirements(extra=("pyyaml", "scipy", "psycopg", "psycopg-binary")
                               + _feature_packages(resolved.values())),
         labels={"workbench.experiment": config.name}, version_=version_,

@@ -33,13 +33,13 @@ def build_predictor(models: tuple[str, ...], gpu: bool, remote: bool,
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="Experiment YAML (default: $WORKBENCH_EXPERIMENT, else champion vs "
                    "challenger).")
-@click.option("--arms", type=click.Choice(["in-process", "predictor"]), default="in-process",
-              show_default=True,
+@click.option("--arms", type=click.Choice(["in-process", "predictor"]),
               help="Serve the arms' models in the gateway's process, or in a Predictor "
-                   "process of their own (GPU workers, isolation).")
+                   "process of their own (GPU workers, isolation); frozen into the bento "
+                   "(default: $WORKBENCH_ARMS, else in-process).")
 @click.option("--version", "version_", help="The bento version (default: generated).")
 @_friendly
-def build_experiment(config_path: str | None, arms: str, version_: str | None) -> None:
+def build_experiment(config_path: str | None, arms: str | None, version_: str | None) -> None:
     """Build the experiment gateway bento (with every arm's model)."""
     from workbench.build import build_experiment as _build
 

@@ -48,7 +48,8 @@ def app(get_gateway: Callable[[], Gateway],
         arms = {a: {"model": m.ref, "tag": m.tag, "ready": bool((status or {}).get("ready"))
                     and lookup.get(m.ref) == m.tag} for a, m in gw.models.items()}
         ok = all(a["ready"] for a in arms.values()) and events_ready
-        body = {"ready": ok, "arms": arms, **pipeline,
+        body = {"ready": ok, "arms": arms, "arms_served": (status or {}).get("served"),
+                **pipeline,
                 "state": {"version": gw.live.state.version, "status": gw.live.state.status,
                           "read_at": gw.live.read_at, "read_failures": gw.live.failures}}
         if status is None:

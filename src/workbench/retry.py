@@ -38,7 +38,7 @@ class _Policy:
     def before_sleep(self, state: tenacity.RetryCallState) -> None:
         self.last = state.outcome.exception() if state.outcome else None
         if self.last is not None:
-            self.log(self.last, state.upcoming_sleep)
+            self.log(self.last, state.next_action.sleep if state.next_action else 0.0)
 
     def sleep(self, seconds: float) -> None:
         if self.stop is None:

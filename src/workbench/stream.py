@@ -191,7 +191,9 @@ async def consume(source: Source, sink: Sink, scorer: Scorer, *, batch: int = 64
                         last_event = time.monotonic()
                         await _handle(events, source, sink, scorer, mass, experiment,
                                       consumer, stats, counters, latency)
-        except Unavailable:  # stopped while waiting to retry: the batch is delivered again
+        except Unavailable as exc:  # stopped while waiting to retry
+            logger.warning("stream %s: stopped while retrying after %s (the batch in hand "
+                           "is delivered again)", source.name, getattr(exc, "message", exc))
             break
         if idle_exit is not None and not events and \
                 time.monotonic() - last_event >= idle_exit:

@@ -12,6 +12,7 @@ from collections import Counter
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from scipy import stats
 from servers import wait_for
@@ -122,12 +123,17 @@ def test_bad_requests_get_a_4xx_and_the_gateway_keeps_serving(split, payload, me
     assert _predict(server.url, "after-bad").status_code == 200
 
 
-def test_read_outs_health_and_metadata(split):
+def test_read_outs_health_and_metadata(split, request):
     server, _ = split
     health = httpx.get(server.url + "/health/all")
     assert health.status_code == 200
     assert {a: v["ready"] for a, v in health.json()["arms"].items()} == {
         "control": True, "treatment": True, "shadow": True}
+    # The mode asked for is the one serving: a Predictor worker exists only when asked for.
+    mode = request.node.callspec.params["split"]
+    assert health.json()["arms_served"] == mode
+    workers = [" ".join(p.cmdline()) for p in psutil.Process(server.pid).children(True)]
+    assert any("--service-name predictor" in w for w in workers) == (mode == "predictor")
     meta = httpx.get(server.url + "/metadata").json()
     assert len(meta["arms"]["control"]["features"]) == 30
     exp = httpx.get(server.url + "/experiment").json()

@@ -169,7 +169,8 @@ def setup(tmp_path_factory):
         lap("train x2")
 
         (s.tmp / "experiment.yaml").write_text(CONFIG)
-        built = subprocess.run([*CLI, "build", "experiment", "--config",
+        # Its arms in a Predictor process, which the tests below also call directly.
+        built = subprocess.run([*CLI, "build", "experiment", "--arms", "predictor", "--config",
                                 str(s.tmp / "experiment.yaml")], env=env, capture_output=True,
                                text=True, timeout=600)
         assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
