@@ -31,10 +31,11 @@ from workbench.predict import Predictor
 DRAWS, FEATURES = 1000, 30
 
 
-def posterior(seed: int = 0) -> Posterior:
+def posterior(seed: int = 0, draws: int = DRAWS) -> Posterior:
+    """A 30-feature logistic regression's posterior of ``draws`` known draws."""
     rng = np.random.default_rng(seed)
-    samples = {"intercept": rng.normal(0.3, 0.2, (1, DRAWS)).astype(np.float32),
-               "coef": rng.normal(0.0, 0.4, (1, DRAWS, FEATURES)).astype(np.float32)}
+    samples = {"intercept": rng.normal(0.3, 0.2, (1, draws)).astype(np.float32),
+               "coef": rng.normal(0.0, 0.4, (1, draws, FEATURES)).astype(np.float32)}
     return Posterior(model="logistic", kind="binary", options={"prior_scale": 1.0},
                      feature_names=tuple(f"x{i}" for i in range(FEATURES)),
                      target_names=("no", "yes"), samples=samples,

@@ -39,24 +39,14 @@ def devices() -> dict[str, Any]:
     return out
 
 
-def posterior(draws: int, features: int = 30, seed: int = 0) -> Any:
-    from workbench.artifact import Posterior
-
-    rng = np.random.default_rng(seed)
-    samples = {"intercept": rng.normal(0.3, 0.2, (1, draws)).astype(np.float32),
-               "coef": rng.normal(0.0, 0.3, (1, draws, features)).astype(np.float32)}
-    return Posterior(model="logistic", kind="binary", options={"prior_scale": 1.0},
-                     feature_names=tuple(f"x{i}" for i in range(features)),
-                     target_names=("no", "yes"), samples=samples,
-                     x_loc=np.zeros(features), x_scale=np.ones(features), name="gpu-bench")
-
-
 def scoring(device: Any, rows: int, draws: int, chunk: int = 8192) -> dict[str, Any]:
+    from bench_compute import posterior
+
     from workbench.score import batch_predictor
 
     X = np.random.default_rng(1).normal(size=(rows, 30)).astype(np.float32)
     with jax.default_device(device):
-        predictor = batch_predictor(posterior(draws), chunk_rows=chunk)
+        predictor = batch_predictor(posterior(draws=draws), chunk_rows=chunk)
         predictor.predict(X[:chunk])  # warm
         started = time.perf_counter()
         means = [predictor.predict(X[i:i + chunk]).mean for i in range(0, rows, chunk)]
