@@ -48,6 +48,10 @@ def engine(url: str | None = None) -> sa.Engine:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint the WAL into the database every 256 pages (1 MiB), not SQLite's
+            # 1000: on a small or nearly full disk the WAL would otherwise fill the space a
+            # full disk freed before the first checkpoint (tests/faults/test_disk_full.py).
+            cur.execute("PRAGMA wal_autocheckpoint=256")
             cur.close()
     else:
         eng = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
