@@ -266,7 +266,7 @@ def test_with_the_store_unreachable_predictions_are_spooled_and_feedback_is_503(
             await gw.feedback(answer["request_id"], 1)
         shutil.move(tmp_path / "away", db)
         gw.engine.dispose()
-        await asyncio.to_thread(wait_for, lambda: gw.health()["spool"]["segments"] == 0, 30,
+        await asyncio.to_thread(wait_for, lambda: gw.health()["spool"]["bytes"] == 0, 30,
                                 "the spool replayed")
         return answer, await gw.feedback(answer["request_id"], 1)
 
