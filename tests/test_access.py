@@ -18,6 +18,7 @@ from workbench import access, events, keys
 from workbench.access import Access, actor, required_scope
 from workbench.errors import ConfigError
 from workbench.ratelimit import RateLimiter
+from workbench.settings import load
 from workbench.tokens import JWTSettings, TokenVerifier
 
 
@@ -49,7 +50,7 @@ def world(tmp_path, idp, monkeypatch):
     made = {scope: keys.create(eng, scope, [scope]) for scope in keys.SCOPES}
     made["limited"] = keys.create(eng, "limited", ["predict"], rate_limit="3/minute")
     app = make_app(on=True, keys=keys.KeyCache(eng, ttl=0),
-                   tokens=TokenVerifier(JWTSettings.from_env(idp.env())),
+                   tokens=TokenVerifier(JWTSettings.from_settings(load(idp.env()))),
                    limiter=RateLimiter({"predict": "1000/second"}, storage_url=""))
     return TestClient(app), made, eng
 
@@ -152,7 +153,8 @@ def test_jwts_are_refused_when_no_jwks_is_configured(tmp_path, idp):
 def test_an_unreadable_key_store_or_jwks_is_503_not_401(tmp_path, idp):
     def broken():
         raise OSError("database is down")
-    settings = JWTSettings.from_env(idp.env() | {"WORKBENCH_JWKS": str(tmp_path / "gone")})
+    settings = JWTSettings.from_settings(load(
+        idp.env() | {"WORKBENCH_JWKS": str(tmp_path / "gone")}))
     app = make_app(on=True, keys=keys.KeyCache(broken, ttl=0),
                    tokens=TokenVerifier(settings), limiter=RateLimiter(storage_url=""))
     key = "wb_000000000000_" + "a" * 43
@@ -174,7 +176,7 @@ def test_off_lets_everything_through_and_warns_once(monkeypatch):
                                                   "actor": "http:testclient"}
     assert [r.getMessage()[:18] for r in logged.records] == ["WORKBENCH_AUTH=off"]
     monkeypatch.setenv("WORKBENCH_AUTH", "maybe")
-    with pytest.raises(ConfigError, match="on or off"):
+    with pytest.raises(ConfigError, match="WORKBENCH_AUTH='maybe' \\(expected on or off"):
         access.enabled()
     monkeypatch.delenv("WORKBENCH_AUTH")
     assert access.enabled()  # on unless turned off

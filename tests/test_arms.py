@@ -113,7 +113,10 @@ def test_the_arms_mode_by_argument_then_environment_then_device(monkeypatch):
     monkeypatch.setenv("WORKBENCH_ARMS", "Predictor")
     assert mode() == "predictor"
     assert mode("in_process", gpu=True) == "in-process"  # the bento argument wins
-    monkeypatch.setenv("WORKBENCH_ARMS", "sidecar")
     with pytest.raises(ConfigError, match="invalid arms mode 'sidecar'") as refused:
-        mode()
+        mode("sidecar")
     assert refused.value.detail["expected one of"] == ["in-process", "predictor"]
+    monkeypatch.setenv("WORKBENCH_ARMS", "sidecar")
+    with pytest.raises(ConfigError, match="WORKBENCH_ARMS='sidecar'") as refused:
+        mode()
+    assert "'in-process' or 'predictor'" in refused.value.detail["WORKBENCH_ARMS"]["expected"]

@@ -191,7 +191,7 @@ def test_configuration_from_the_environment(monkeypatch):
     for name in ("WORKBENCH_PREDICTION_CACHE", "WORKBENCH_PREDICTION_CACHE_REDIS",
                  "WORKBENCH_PREDICTION_CACHE_SECONDS"):
         monkeypatch.delenv(name, raising=False)
-    assert not PredictionCache.from_env().on  # off by default
+    assert not PredictionCache.from_settings().on  # off by default
     monkeypatch.setenv("WORKBENCH_PREDICTION_CACHE", "5000")
     monkeypatch.setenv("WORKBENCH_PREDICTION_CACHE_REDIS", "redis://user:secret@cache:6379/2")
     monkeypatch.setenv("WORKBENCH_PREDICTION_CACHE_SECONDS", "60")
@@ -201,12 +201,16 @@ def test_configuration_from_the_environment(monkeypatch):
     assert described["redis"] == "redis://cache:6379" and "secret" not in str(described)
     assert ModelServer({"m:1": "m:1"}, load=lambda t: make_posterior("binary"),
                        cache=7).cache.rows == 7  # an argument wins over the environment
-    for name, value, message in (
-            ("WORKBENCH_PREDICTION_CACHE", "lots", "must be a number of rows"),
-            ("WORKBENCH_PREDICTION_CACHE", "-1", "number of rows >= 0"),
-            ("WORKBENCH_PREDICTION_CACHE_SECONDS", "soon", "must be a number"),
-            ("WORKBENCH_PREDICTION_CACHE_SECONDS", "0", "TTL must be > 0")):
+    for name, value, expected in (
+            ("WORKBENCH_PREDICTION_CACHE", "lots", "valid integer"),
+            ("WORKBENCH_PREDICTION_CACHE", "-1", "greater than or equal to 0"),
+            ("WORKBENCH_PREDICTION_CACHE_SECONDS", "soon", "valid number"),
+            ("WORKBENCH_PREDICTION_CACHE_SECONDS", "0", "greater than 0")):
         with monkeypatch.context() as env:
             env.setenv(name, value)
-            with pytest.raises(ConfigError, match=message):
-                PredictionCache.from_env()
+            with pytest.raises(ConfigError, match=name) as raised:
+                PredictionCache.from_settings()
+            assert expected in raised.value.detail[name]["expected"]
+    with monkeypatch.context() as env:
+        env.setenv("WORKBENCH_PREDICTION_CACHE", "off")
+        assert PredictionCache.from_settings().rows == 0

@@ -47,9 +47,9 @@ def test_where_the_cache_lives(monkeypatch, tmp_path):
     from workbench import compile_cache
 
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path))
-    monkeypatch.setattr(compile_cache, "SETTING", "")
+    monkeypatch.delenv("WORKBENCH_COMPILATION_CACHE", raising=False)
     assert compile_cache.directory() == tmp_path / "workbench" / "jax-cache"
-    monkeypatch.setattr(compile_cache, "SETTING", "~/elsewhere")
+    monkeypatch.setenv("WORKBENCH_COMPILATION_CACHE", "~/elsewhere")
     assert compile_cache.directory() == Path.home() / "elsewhere"
-    monkeypatch.setattr(compile_cache, "SETTING", "off")
+    monkeypatch.setenv("WORKBENCH_COMPILATION_CACHE", "OFF")
     assert compile_cache.directory() is None

@@ -90,7 +90,8 @@ def test_json_is_the_default_and_a_bad_format_is_refused(monkeypatch):
     monkeypatch.setenv(logs.FORMAT_ENV, "yaml")
     with pytest.raises(ConfigError, match="WORKBENCH_LOG_FORMAT") as info:
         logs.configure(stream=io.StringIO())
-    assert info.value.detail == {"expected one of": ["json", "text"]}
+    assert info.value.detail["WORKBENCH_LOG_FORMAT"] == {
+        "value": "'yaml'", "expected": "Input should be 'json' or 'text'"}
 
 
 def test_configure_replaces_its_own_handler_and_stops_propagation():

@@ -9,6 +9,7 @@ import pytest
 from jwks import AUDIENCE, ISSUER, Provider
 
 from workbench.errors import ConfigError
+from workbench.settings import load
 from workbench.tokens import InvalidToken, JWTSettings, TokenVerifier, looks_like_jwt, scopes_of
 
 
@@ -19,7 +20,7 @@ def idp(tmp_path_factory) -> Provider:
 
 @pytest.fixture
 def verifier(idp) -> TokenVerifier:
-    return TokenVerifier(JWTSettings.from_env(idp.env()))
+    return TokenVerifier(JWTSettings.from_settings(load(idp.env())))
 
 
 def test_a_valid_token_gives_its_subject_and_scopes(idp, verifier):
@@ -33,7 +34,7 @@ def test_a_valid_token_gives_its_subject_and_scopes(idp, verifier):
 
 def test_scopes_come_from_the_configured_claim_as_a_string_or_a_list(idp):
     env = idp.env() | {"WORKBENCH_JWT_SCOPE_CLAIM": "scp"}
-    verifier = TokenVerifier(JWTSettings.from_env(env))
+    verifier = TokenVerifier(JWTSettings.from_settings(load(env)))
     token = idp.token(scope=None, scp=["predict", "admin", 3])
     assert verifier.verify(token).scopes == {"predict", "admin"}
     assert scopes_of({"scope": 7}) == frozenset()
@@ -67,17 +68,18 @@ def test_an_es256_token_claiming_the_rsa_key_is_refused(idp, verifier):
 
 
 def test_settings_need_issuer_and_audience_with_a_jwks(idp):
-    assert JWTSettings.from_env({}) is None
+    assert JWTSettings.from_settings(load({})) is None
     with pytest.raises(ConfigError, match="WORKBENCH_JWT_ISSUER"):
-        JWTSettings.from_env({"WORKBENCH_JWKS": str(idp.jwks)})
-    assert JWTSettings.from_env(idp.env() | {"WORKBENCH_JWKS": "https://idp/jwks"}).remote
+        JWTSettings.from_settings(load({"WORKBENCH_JWKS": str(idp.jwks)}))
+    assert JWTSettings.from_settings(load(
+        idp.env() | {"WORKBENCH_JWKS": "https://idp/jwks"})).remote
 
 
 def test_a_rotated_jwks_file_is_read_again(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first, second = Provider(tmp_path / "a"), Provider(tmp_path / "b")
-    verifier = TokenVerifier(JWTSettings.from_env(first.env()))
+    verifier = TokenVerifier(JWTSettings.from_settings(load(first.env())))
     assert verifier.verify(first.token()).name == "jwt:alice"
     first.jwks.write_text(second.jwks.read_text())
     os.utime(first.jwks, (1, 1))  # a different mtime, whatever the clock's resolution
@@ -87,8 +89,8 @@ def test_a_rotated_jwks_file_is_read_again(tmp_path):
 
 
 def test_an_unreadable_jwks_file_is_the_servers_fault_not_the_tokens(tmp_path, idp):
-    verifier = TokenVerifier(JWTSettings.from_env(idp.env() | {
-        "WORKBENCH_JWKS": str(tmp_path / "missing.json")}))
+    verifier = TokenVerifier(JWTSettings.from_settings(load(idp.env() | {
+        "WORKBENCH_JWKS": str(tmp_path / "missing.json")})))
     with pytest.raises(ConfigError, match="cannot read the JWKS file"):
         verifier.verify(idp.token())
 

@@ -238,7 +238,7 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("WORKBENCH_EVENT_ACK", "async")
     monkeypatch.setenv("WORKBENCH_SPOOL_DIR", str(tmp_path / "spools"))
     eng = events.engine(f"sqlite:///{tmp_path / 'events.db'}")
-    writer = EventWriter.from_env(eng)
+    writer = EventWriter.from_settings(eng)
     try:
         assert writer.capacity == 7 and writer.ack == "async"
         assert writer.sink.spool.directory.parent == tmp_path / "spools"

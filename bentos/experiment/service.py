@@ -21,21 +21,31 @@ import bentoml
 from pydantic import Field
 
 with bentoml.importing():
-    from workbench import access, arms, config, events, gateway, gateway_http, serving, store
+    from workbench import (
+        access,
+        arms,
+        config,
+        events,
+        gateway,
+        gateway_http,
+        serving,
+        settings,
+        store,
+    )
     from workbench.writer import EventWriter
 
 ARGS = bentoml.use_arguments()
 _BUNDLED = getattr(ARGS, "experiment_config", None)
-CONFIG = config.load(os.environ.get("WORKBENCH_EXPERIMENT")
+CONFIG = config.load(settings.load().experiment
                      or (Path(__file__).parent / _BUNDLED if _BUNDLED else None))
 _REFS = ",".join(dict.fromkeys(CONFIG.models().values()))
 os.environ.setdefault("WORKBENCH_MODELS", _REFS)  # what the Predictor below must serve
 TAGS = serving.model_refs(getattr(ARGS, "models", None) or _REFS)
 
 import predictor_service  # noqa: E402  (reads WORKBENCH_MODELS on import)
-from predictor_service import JSON, Predictor  # noqa: E402
+from predictor_service import JSON, SETTINGS, Predictor  # noqa: E402
 
-ARMS = arms.mode(getattr(ARGS, "arms", None), gpu=predictor_service.GPU)
+ARMS = arms.mode(getattr(ARGS, "arms", None), gpu=predictor_service.GPU, settings=SETTINGS)
 IN_PROCESS = ARMS == "in-process"
 
 
@@ -43,9 +53,7 @@ IN_PROCESS = ARMS == "in-process"
                                    lambda: bentoml.get_current_service().arm_models()),
                   path="/")
 @bentoml.service(name="experiment", workers=1, traffic={"timeout": 60, "max_concurrency": 128},
-                 # One access line per request: the workbench's (JSON, with request id).
-                 logging={"access": {"enabled": False}},
-                 envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}])
+                 **predictor_service.options())
 class Experiment:
     if IN_PROCESS:
         locals().update(predictor_service.bento_models())
@@ -61,13 +69,13 @@ class Experiment:
             arms.keep_one_session(getattr(self.predictor, "to_async", None))
             # The client's methods exist once it has connected: looked up per call.
             call = lambda **kw: self.predictor.to_async.predict(**kw)  # noqa: E731
-        engine = events.engine()
+        engine = events.engine(events.default_url(SETTINGS))
         self.gateway = gateway.Gateway(
             CONFIG, arms.arm_models(CONFIG, TAGS, store.metadata), call,
-            engine=engine, writer=EventWriter.from_env(engine),
-            poll_seconds=float(os.environ.get("WORKBENCH_STATE_POLL_SECONDS", "1")),
-            feedback_grace=float(os.environ.get("WORKBENCH_FEEDBACK_GRACE_SECONDS", "5")),
-            inputs=os.environ.get("WORKBENCH_EVENT_INPUTS", "raw"))
+            engine=engine, writer=EventWriter.from_settings(engine, SETTINGS),
+            max_rows=SETTINGS.max_rows, poll_seconds=SETTINGS.state_poll_seconds,
+            feedback_grace=SETTINGS.feedback_grace_seconds, inputs=SETTINGS.event_inputs,
+            analysis_ttl=SETTINGS.analysis_ttl_seconds)
 
     def __is_ready__(self) -> bool:
         """Not ready until the arms' models compiled (in process; a Predictor's readiness is
@@ -148,6 +156,4 @@ class Experiment:
         return await serving.respond(self.gateway.batch(instances, model=model))
 
 
-Experiment.add_asgi_middleware(serving.RequestErrors)  # request id; no 5xx detail
-Experiment.add_asgi_middleware(access.Access)  # before BodyLimit: refuse before reading a body
-Experiment.add_asgi_middleware(serving.BodyLimit)
+predictor_service.middlewares(Experiment)

@@ -11,7 +11,6 @@ Without its model (imported at startup from WORKBENCH_MODEL_URL, e.g. s3://bucke
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 import bentoml
@@ -19,12 +18,13 @@ from bentoml.validators import ContentType
 from pydantic import Field
 
 with bentoml.importing():
-    from workbench import access, follow, predictor_http, serving, store
+    from workbench import access, follow, predictor_http, serving, settings, store
 
+SETTINGS = settings.load()  # every WORKBENCH_* setting, read once (README "Settings")
 ARGS = bentoml.use_arguments()
 GPU = str(getattr(ARGS, "gpu", "")).lower() in ("1", "true", "yes")
 REMOTE = str(getattr(ARGS, "remote", "")).lower() in ("1", "true", "yes") or bool(
-    os.environ.get("WORKBENCH_MODEL_URL"))
+    SETTINGS.model_url)
 # Inside the experiment gateway (imported as predictor_service, as its dependency or its
 # models in process) it must serve the tags the gateway's arms were resolved to, so it
 # follows aliases only when told to.
@@ -37,6 +37,25 @@ EXAMPLE_INPUT = serving.example_input(TAGS[0]) if TAGS else {"instances": [[0.0]
 # A declared media type spares BentoML a JSON-schema generation per response (py-spy:
 # ~17% of the event loop's busy time at one client; benchmarks/RESULTS.md).
 JSON = Annotated[dict[str, Any], ContentType("application/json")]
+
+
+def options() -> dict[str, Any]:
+    """What both services declare alike: no telemetry, no BentoML access log (the
+    workbench's JSON line is the one per request), and BentoML's OpenTelemetry middleware
+    skipped unless ``WORKBENCH_TRACING=on`` (its spans cost ~15% of a request's time at one
+    client and are exported only once a tracing exporter is configured)."""
+    return {"envs": [{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}],
+            "logging": {"access": {"enabled": False}},
+            "tracing": {} if SETTINGS.tracing else {"excluded_urls": [".*"]}}
+
+
+def middlewares(service: Any) -> None:
+    """The workbench's ASGI middlewares on ``service``, outermost first."""
+    service.add_asgi_middleware(serving.RequestErrors,  # request id; no 5xx detail
+                                access_log=SETTINGS.access_log)
+    # Before BodyLimit: a request is refused before its body is read.
+    service.add_asgi_middleware(access.Access, settings=SETTINGS)
+    service.add_asgi_middleware(serving.BodyLimit, max_bytes=SETTINGS.max_body_bytes)
 
 
 def bento_models() -> dict[str, Any]:
@@ -53,10 +72,10 @@ def model_server(owner: Any, bento: Any) -> serving.ModelServer:
     server = serving.ModelServer(
         serving.remote_models if REMOTE else MODELS,
         load=store.get if REMOTE else lambda tag: store.from_bento_model(stored[tag]),
-        bento=str(bento.tag) if bento else None)
+        bento=str(bento.tag) if bento else None, settings=SETTINGS)
     if follow.wanted(getattr(ARGS, "follow", None), built=bento is not None or REMOTE,
-                     default=not EMBEDDED):
-        follow.AliasFollower(server, refs=follow.followed(SPEC)).start()
+                     default=not EMBEDDED, settings=SETTINGS):
+        follow.AliasFollower(server, refs=follow.followed(SPEC), settings=SETTINGS).start()
     server.warmup_in_background()
     return server
 
@@ -66,13 +85,11 @@ def model_server(owner: Any, bento: Any) -> serving.ModelServer:
     name="predictor",
     workers=1,  # one process; batching fills both cores through XLA's threads (README)
     resources={"gpu": 1} if GPU else {"cpu": "2"},
-    envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}] + (
-        # JAX preallocates 75% of GPU memory by default; bound it so a sidecar still fits.
-        [{"name": "XLA_PYTHON_CLIENT_MEM_FRACTION", "value": "0.5"}] if GPU else []),
     # Past 256 requests in flight BentoML answers 429 at once instead of queueing to a timeout.
     traffic={"timeout": 30, "max_concurrency": 256},
-    # One access line per request, the workbench's (JSON, request id, no query string).
-    logging={"access": {"enabled": False}},
+    **options() | ({"envs": options()["envs"] + [
+        # JAX preallocates 75% of GPU memory by default; bound it so a sidecar still fits.
+        {"name": "XLA_PYTHON_CLIENT_MEM_FRACTION", "value": "0.5"}]} if GPU else {}),
 )
 class Predictor:
 
@@ -108,6 +125,4 @@ class Predictor:
         return self.server.status()
 
 
-Predictor.add_asgi_middleware(serving.RequestErrors)  # request id; no 5xx detail
-Predictor.add_asgi_middleware(access.Access)  # before BodyLimit: refuse before reading a body
-Predictor.add_asgi_middleware(serving.BodyLimit)
+middlewares(Predictor)

@@ -36,7 +36,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import ConfigError
+from workbench.settings import Settings, load
 
 if TYPE_CHECKING:  # imported when auth is on: a service with it off needs none of them
     from workbench.keys import KeyCache, Principal
@@ -72,14 +72,9 @@ def required_scope(path: str) -> str | None:
 
 
 def enabled(value: str | None = None) -> bool:
-    """``WORKBENCH_AUTH`` (``on``, the default, or ``off``) as a bool."""
-    value = (os.environ.get("WORKBENCH_AUTH", "on") if value is None else value).strip()
-    if value.lower() in ("on", "1", "true", "yes", ""):
-        return True
-    if value.lower() in ("off", "0", "false", "no"):
-        return False
-    raise ConfigError(f"invalid WORKBENCH_AUTH {value!r} (expected on or off)",
-                      detail={"expected": "on or off"})
+    """``value``, else ``WORKBENCH_AUTH`` (:mod:`workbench.settings`): ``on`` (the
+    default) or ``off``."""
+    return load(auth=value).auth if value is not None else load().auth
 
 
 def credential(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -129,17 +124,20 @@ class Access:
     keys
         Verifies API keys; default a :class:`~workbench.keys.KeyCache` on the event store.
     tokens
-        Verifies JWTs; default from :meth:`~workbench.tokens.JWTSettings.from_env` (None:
+        Verifies JWTs; default from :meth:`~workbench.tokens.JWTSettings.from_settings` (None:
         JWTs are refused).
     limiter
-        Default a :class:`~workbench.ratelimit.RateLimiter` from the environment.
+        Default a :class:`~workbench.ratelimit.RateLimiter` from the settings.
+    settings
+        Where the defaults come from (:mod:`workbench.settings`; default: read now).
     """
 
     def __init__(self, app: Any, *, on: bool | None = None, keys: KeyCache | None = None,
-                 tokens: TokenVerifier | None = None, limiter: RateLimiter | None = None
-                 ) -> None:
+                 tokens: TokenVerifier | None = None, limiter: RateLimiter | None = None,
+                 settings: Settings | None = None) -> None:
         self.app = app
-        self.on = enabled() if on is None else on
+        s = settings or load()
+        self.on = s.auth if on is None else on
         if not self.on:
             if not _warned_off.is_set():
                 _warned_off.set()
@@ -153,11 +151,11 @@ class Access:
         if keys is None:
             from workbench import events
 
-            keys = KeyCache(lambda: events.engine())
+            keys = KeyCache(lambda: events.engine(), ttl=s.key_cache_seconds)
         self.keys = keys
-        settings = JWTSettings.from_env() if tokens is None else None
-        self.tokens = tokens or (TokenVerifier(settings) if settings else None)
-        self.limiter = limiter or RateLimiter()
+        jwt = JWTSettings.from_settings(s) if tokens is None else None
+        self.tokens = tokens or (TokenVerifier(jwt) if jwt else None)
+        self.limiter = limiter or RateLimiter(settings=s)
         self.denied = _denied_counter()
         if os.environ.get("BENTOML_NO_UDS"):
             logger.warning("BENTOML_NO_UDS is set: dependencies listen on loopback TCP and "

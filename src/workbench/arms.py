@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,6 +34,7 @@ from workbench.errors import (
 )
 from workbench.errors_http import status_of
 from workbench.metrics import FALLBACKS, SHADOW_ERRORS
+from workbench.settings import Settings, load
 
 logger = logging.getLogger("workbench.arms")
 
@@ -42,11 +42,11 @@ PredictCall = Callable[..., Awaitable[dict[str, Any]]]
 MODES = ("in-process", "predictor")
 
 
-def mode(arg: Any = None, *, gpu: bool = False) -> str:
+def mode(arg: Any = None, *, gpu: bool = False, settings: Settings | None = None) -> str:
     """Where the gateway serves its arms' models: the bento argument ``arms``, else
-    ``$WORKBENCH_ARMS``, else ``in-process`` on CPU and ``predictor`` (a process of its own,
-    through ``bentoml.depends``) on a GPU."""
-    value = arg if arg not in (None, "") else os.environ.get("WORKBENCH_ARMS", "")
+    ``$WORKBENCH_ARMS`` (``settings``, default: read now), else ``in-process`` on CPU and
+    ``predictor`` (a process of its own, through ``bentoml.depends``) on a GPU."""
+    value = arg if arg not in (None, "") else (settings or load()).arms or ""
     value = str(value).strip().lower().replace("_", "-") or (
         "predictor" if gpu else "in-process")
     if value not in MODES:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.ports import free_port
+from workbench.settings import load
 
 BENTOML = str(Path(sys.executable).parent / "bentoml")
 REDIS = shutil.which("redis-server") or next(
@@ -198,7 +199,8 @@ def start(target: str, *, working_dir: str | Path | None = None, args: Sequence[
     server = launch(command, port=port, env=env,
                     log=log or Path(tempfile.gettempdir()) / f"workbench-serve-{port}.log",
                     ready_path="/readyz" if wait else None, ready_timeout=ready_timeout)
-    server.api_key = api_key or os.environ.get("WORKBENCH_API_KEY")
+    saved = load().api_key
+    server.api_key = api_key or (saved.get_secret_value() if saved else None)
     return server
 
 

@@ -21,7 +21,8 @@ from workbench.errors import ConfigError
 # store's database; JWTs need cryptography; limits counts requests, in Redis for replicas).
 SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil", "sqlalchemy",
                     "alembic", "mako", "python-json-logger", "pyjwt", "cryptography",
-                    "limits", "redis", "cachetools", "tenacity")
+                    "limits", "redis", "cachetools", "tenacity", "pydantic-settings",
+                    "python-dotenv")
 # Added when a served model was trained from a Feast feature service (rows by entity key).
 FEATURE_PACKAGES = ("feast", "pandas", "pyarrow")
 
@@ -88,13 +89,13 @@ def build_experiment(config_path: str | None = None, *, arms: str | None = None,
     shadow's) model resolved now and packed, served in the gateway's process or (``arms=
     "predictor"``) by a Predictor beside it, a choice frozen into the bento (default:
     :func:`workbench.arms.mode`); returns the tag."""
-    import os
 
     from workbench.arms import mode
     from workbench.config import DEFAULT, load
     from workbench.serving import model_refs
+    from workbench.settings import load as load_settings
 
-    path = config_path or os.environ.get("WORKBENCH_EXPERIMENT")
+    path = config_path or load_settings().experiment
     config = load(path)
     resolved = model_refs(",".join(dict.fromkeys(config.models().values())))
     text = Path(path).read_text() if path else yaml_dump(DEFAULT)

@@ -42,7 +42,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import struct
 import threading
 import time
@@ -53,6 +52,7 @@ import numpy as np
 
 from workbench.errors import ConfigError
 from workbench.metrics import CACHE
+from workbench.settings import Settings, load
 
 if TYPE_CHECKING:
     from workbench.lineup import Served
@@ -63,7 +63,6 @@ PREFIX = "workbench:prediction:v1:"  # v1: the records' format; bump it when tha
 TIMEOUT_SECONDS = 0.25  # a Redis slower than this is no faster than computing the row
 RETRY_REDIS_SECONDS = 1.0
 LOG_EVERY_SECONDS = 30.0
-OFF = ("", "0", "off", "false", "no", "none")
 
 
 class PredictionCache:
@@ -100,30 +99,19 @@ class PredictionCache:
         self._logged_at = -LOG_EVERY_SECONDS
 
     @classmethod
-    def from_env(cls) -> PredictionCache:
-        """``WORKBENCH_PREDICTION_CACHE`` (rows), ``..._REDIS`` (URL), ``..._SECONDS``."""
-        env = os.environ
-        raw = env.get("WORKBENCH_PREDICTION_CACHE", "").strip().lower()
-        try:
-            rows = 0 if raw in OFF else int(raw)
-        except ValueError:
-            raise ConfigError(f"WORKBENCH_PREDICTION_CACHE must be a number of rows, got "
-                              f"{raw!r}", detail={"expected": "e.g. 100000, or 0: off"}) from None
-        seconds = env.get("WORKBENCH_PREDICTION_CACHE_SECONDS", "").strip() or "3600"
-        try:
-            ttl = float(seconds)
-        except ValueError:
-            raise ConfigError(f"WORKBENCH_PREDICTION_CACHE_SECONDS must be a number, got "
-                              f"{seconds!r}") from None
-        return cls(rows, redis_url=env.get("WORKBENCH_PREDICTION_CACHE_REDIS", "").strip(),
-                   seconds=ttl)
+    def from_settings(cls, settings: Settings | None = None) -> PredictionCache:
+        """``WORKBENCH_PREDICTION_CACHE`` (rows), ``..._REDIS`` (URL), ``..._SECONDS``
+        (:mod:`workbench.settings`; default: read now)."""
+        s = settings or load()
+        return cls(s.prediction_cache, redis_url=s.prediction_cache_redis,
+                   seconds=s.prediction_cache_seconds)
 
     @classmethod
     def configured(cls, setting: PredictionCache | int | None = None) -> PredictionCache:
-        """``setting`` itself; an L1 of that many rows; or, for None, :meth:`from_env`."""
+        """``setting`` itself; an L1 of that many rows; or, for None, the settings'."""
         if isinstance(setting, PredictionCache):
             return setting
-        return cls.from_env() if setting is None else cls(setting)
+        return cls.from_settings() if setting is None else cls(setting)
 
     @property
     def on(self) -> bool:

@@ -215,6 +215,22 @@ def demo(samples: int, warmup: int, chains: int, traffic_seconds: float,
     click.echo(made["experiment"])
 
 
+@main.command("settings")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def settings_(as_json: bool) -> None:
+    """Every WORKBENCH_* setting: its default and its value here (secrets never shown). A
+    value that does not parse is refused, naming the variable and what it expects."""
+    from workbench import settings
+
+    current = settings.load()
+    if as_json:
+        click.echo(json.dumps({settings.variable(name): settings.shown(value)
+                               for name, value in current}))
+        return
+    click.echo(settings.table(current))
+
+
 from workbench.cli_build import build  # noqa: E402  (cli_build.py)
 from workbench.cli_db import db  # noqa: E402  (cli_db.py)
 from workbench.cli_events import events  # noqa: E402  (cli_events.py)

@@ -15,17 +15,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SETTING = os.environ.get("WORKBENCH_COMPILATION_CACHE", "").strip()
-OFF = ("off", "0", "false", "no")
+from workbench.settings import OFF, load
+
 _done: list[str | None] = []
 
 
 def directory() -> Path | None:
     """Where compiled programs are kept, or None when the cache is off."""
-    if SETTING.lower() in OFF:
+    setting = (load().compilation_cache or "").strip()
+    if setting.lower() in OFF:
         return None
-    if SETTING:
-        return Path(SETTING).expanduser()
+    if setting:
+        return Path(setting).expanduser()
     home = os.environ.get("BENTOML_HOME") or str(Path.home() / "bentoml")
     return Path(home) / "workbench" / "jax-cache"
 

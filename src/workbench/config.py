@@ -29,7 +29,6 @@ aliases on a binary outcome.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ import yaml
 from workbench.decision import AutoConclude
 from workbench.decision import parse as parse_auto_conclude
 from workbench.errors import ConfigError
+from workbench.settings import load as load_settings
 
 METRICS = ("binary", "continuous", "log_score", "brier")
 MODES = ("split", "bandit")
@@ -136,7 +136,7 @@ DEFAULT = {
 
 def load(path: str | Path | None = None) -> ExperimentConfig:
     """The config at ``path``, else at ``$WORKBENCH_EXPERIMENT``, else the default."""
-    path = path or os.environ.get("WORKBENCH_EXPERIMENT")
+    path = path or load_settings().experiment
     if not path:
         return parse(DEFAULT)
     try:

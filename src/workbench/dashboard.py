@@ -11,7 +11,6 @@ feature services and online-store freshness from :mod:`workbench.dashboard_featu
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,8 +25,7 @@ from workbench import dashboard_data as frames
 from workbench.config import ExperimentConfig
 from workbench.dashboard_control import Confirmation, ControlPanel
 from workbench.dashboard_pipeline import PipelinePanel
-
-REFRESH_SECONDS = float(os.environ.get("WORKBENCH_DASHBOARD_REFRESH", "5"))
+from workbench.settings import load
 
 
 def _empty(text: str) -> pn.pane.Alert:
@@ -41,7 +39,8 @@ class Dashboard(pn.viewable.Viewer):
 
     experiment = param.Selector(objects=[], doc="The experiment shown")
     model_tag = param.Selector(objects=[], doc="The model version shown")
-    refresh_seconds = param.Number(default=REFRESH_SECONDS, bounds=(0.5, None))
+    refresh_seconds = param.Number(default=None, bounds=(0.5, None), allow_None=True,
+                                   doc="Seconds between refreshes (WORKBENCH_DASHBOARD_REFRESH)")
     version = param.Integer(default=0, doc="Bumped on every refresh that found a change")
     actor = param.String(default="dashboard", doc="Who lifecycle actions are audited as")
     role = param.Selector(default="admin", objects=["admin", "viewer"],
@@ -50,6 +49,8 @@ class Dashboard(pn.viewable.Viewer):
     def __init__(self, db_url: str | None = None, gateways: list[str] | None = None,
                  **params: Any) -> None:
         super().__init__(**params)
+        if self.refresh_seconds is None:
+            self.refresh_seconds = load().dashboard_refresh
         self.engine = events.engine(db_url)
         self.pipeline = PipelinePanel(gateways)
         self._models_ask = Confirmation(after=self.refresh)

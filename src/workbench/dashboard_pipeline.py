@@ -11,7 +11,6 @@ scope reads ``/health/all``). The table and the warnings above it come from
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,6 +18,7 @@ import panel as pn
 import param
 
 from workbench import dashboard_data as frames
+from workbench.settings import load
 
 GATEWAY_ENV = "WORKBENCH_GATEWAY_URL"
 API_KEY_ENV = "WORKBENCH_API_KEY"
@@ -28,7 +28,7 @@ TIMEOUT_SECONDS = 3.0
 def gateway_urls(value: str | None = None) -> list[str]:
     """The gateways in ``value`` (else ``WORKBENCH_GATEWAY_URL``): comma- or
     space-separated base URLs, without a trailing slash, each once."""
-    raw = os.environ.get(GATEWAY_ENV, "") if value is None else value
+    raw = (load().gateway_url or "") if value is None else value
     return list(dict.fromkeys(u.rstrip("/") for u in raw.replace(",", " ").split() if u))
 
 
@@ -83,7 +83,9 @@ class PipelinePanel(pn.viewable.Viewer):
                  **params: Any) -> None:
         super().__init__(**params)
         self.gateways = gateway_urls(None if gateways is None else ",".join(gateways))
-        self._api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        saved = load().api_key
+        self._api_key = api_key if api_key is not None else (
+            saved.get_secret_value() if saved else None)
         self.health: dict[str, dict[str, Any] | str] = {}
 
     def refresh(self) -> None:

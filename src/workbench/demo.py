@@ -81,8 +81,11 @@ def run(*, samples: int = 1000, warmup: int = 500, chains: int = 2, rows: int = 
 
     _features(step, console)
     experiment = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    config_path = Path(os.environ.get("WORKBENCH_HOME") or tempfile.gettempdir()) \
-        / "demo-experiment.yaml"
+    from workbench.settings import load
+
+    s = load()
+    config_path = (s.home_dir if "home" in s.model_fields_set
+                   else Path(tempfile.gettempdir())) / "demo-experiment.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(
         f"name: {experiment}\narms:\n  - {{name: champion, model: champion, weight: 0.5}}\n"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -43,6 +42,7 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.jsonsafe import plain
+from workbench.settings import load
 
 logger = logging.getLogger("workbench.http")
 
@@ -171,9 +171,7 @@ class RequestErrors:
 
     def __init__(self, app: Any, access_log: bool | None = None) -> None:
         self.app = app
-        self.access_log = (os.environ.get("WORKBENCH_ACCESS_LOG", "on").strip().lower()
-                           not in ("off", "false", "0", "no")
-                           if access_log is None else access_log)
+        self.access_log = load().access_log if access_log is None else access_log
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,14 +25,14 @@ import sqlalchemy as sa
 from workbench.home import default_url
 from workbench.migrate import ensure
 from workbench.schema import metadata, outcomes, predictions, registry
+from workbench.settings import load
 
 logger = logging.getLogger("workbench.events")
 
 
 def log_enabled() -> bool:
-    """False when ``WORKBENCH_EVENT_LOG`` is ``off`` (or ``0``, ``false``, ``no``)."""
-    return os.environ.get("WORKBENCH_EVENT_LOG", "on").strip().lower() not in (
-        "off", "0", "false", "no")
+    """False when ``WORKBENCH_EVENT_LOG`` is ``off`` (:mod:`workbench.settings`)."""
+    return load().event_log
 
 
 def engine(url: str | None = None) -> sa.Engine:

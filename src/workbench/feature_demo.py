@@ -39,6 +39,7 @@ import pandas as pd
 
 from workbench.errors import ConfigError
 from workbench.features import open_store, repo_path, require_feast
+from workbench.settings import load
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -158,8 +159,7 @@ def _store(repo: Path, yaml: str | None) -> FeatureStore:
     """:func:`workbench.features.open_store`, after checking that the variables the
     configuration names are set (``os.path.expandvars`` would leave ``${NAME}`` as it is,
     and Feast would fail later, on the first read, with a connection error)."""
-    config = repo / (yaml or os.environ.get("WORKBENCH_FEATURE_STORE_YAML")
-                     or "feature_store.yaml")
+    config = repo / (yaml or load().feature_store_yaml)
     text = config.read_text() if config.is_file() else ""
     unset = [name for name in re.findall(r"\$\{(\w+)\}", text) if name not in os.environ]
     if unset:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -40,15 +39,13 @@ from typing import Any
 import numpy as np
 
 from workbench.batching import MicroBatcher
-from workbench.errors import ConfigError, EntityNotFound, InputError, StaleFeatures, Unavailable
+from workbench.errors import EntityNotFound, InputError, StaleFeatures, Unavailable
 from workbench.features import FeatureSpec, compare, describe, open_store
 from workbench.metrics import FEATURE_ERRORS, FEATURE_ROWS, FEATURE_SECONDS
+from workbench.settings import Settings, load
 
 logger = logging.getLogger("workbench.features")
 
-MISSING = ("reject", "mean")
-STALE = ("reject", "mean", "serve")
-SKEW = ("refuse", "warn")
 _INTEGER = ("Int32", "Int64", "UnixTimestamp")
 # What an unreachable online store raises (redis-py's errors derive from these, or are
 # named here lazily): a 503, not a 500.
@@ -67,19 +64,12 @@ class Policy:
     cache_size: int = 100_000
 
     @classmethod
-    def from_env(cls) -> Policy:
-        env = os.environ
-        policy = cls(missing=env.get("WORKBENCH_FEATURE_MISSING", "reject").strip().lower(),
-                     stale=env.get("WORKBENCH_FEATURE_STALE", "reject").strip().lower(),
-                     skew=env.get("WORKBENCH_FEATURE_SKEW", "refuse").strip().lower(),
-                     cache_seconds=float(env.get("WORKBENCH_FEATURE_CACHE_SECONDS", "5")))
-        for name, value, allowed in (("MISSING", policy.missing, MISSING),
-                                     ("STALE", policy.stale, STALE),
-                                     ("SKEW", policy.skew, SKEW)):
-            if value not in allowed:
-                raise ConfigError(f"invalid WORKBENCH_FEATURE_{name} {value!r}",
-                                  detail={"expected one of": list(allowed)})
-        return policy
+    def from_settings(cls, settings: Settings | None = None) -> Policy:
+        """``WORKBENCH_FEATURE_MISSING``, ``_STALE``, ``_SKEW``, ``_CACHE_SECONDS``
+        (:mod:`workbench.settings`; default: read now)."""
+        s = settings or load()
+        return cls(missing=s.feature_missing, stale=s.feature_stale, skew=s.feature_skew,
+                   cache_seconds=s.feature_cache_seconds)
 
 
 class OnlineFeatures:
@@ -94,14 +84,14 @@ class OnlineFeatures:
     store
         A ``feast.FeatureStore``; default :func:`workbench.features.open_store`.
     policy
-        Default :meth:`Policy.from_env`.
+        Default :meth:`Policy.from_settings`.
     """
 
     def __init__(self, spec: FeatureSpec, fill: np.ndarray, *, store: Any = None,
                  policy: Policy | None = None) -> None:
         self.spec = spec
         self.fill = np.asarray(fill, np.float64)
-        self.policy = policy or Policy.from_env()
+        self.policy = policy or Policy.from_settings()
         self.store = store if store is not None else open_store()
         self._service: Any = None
         self._keys = list(spec.entity_keys)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError, DatasetError
+from workbench.settings import load
 
 INSTALL = "pip install 'workbench[features]'"
 TIMESTAMP = "event_timestamp"  # Feast's entity-frame timestamp column
@@ -51,17 +51,15 @@ def repo_path(repo: str | Path | None = None) -> Path:
     ``$WORKBENCH_HOME/features``."""
     if repo:
         return Path(repo).expanduser()
-    if os.environ.get("WORKBENCH_FEATURE_REPO"):
-        return Path(os.environ["WORKBENCH_FEATURE_REPO"]).expanduser()
-    home = Path(os.environ.get("WORKBENCH_HOME") or "~/.workbench").expanduser()
-    return home / "features"
+    s = load()
+    return (s.feature_repo or s.home / "features").expanduser()
 
 
 def open_store(repo: str | Path | None = None, yaml: str | None = None) -> Any:
     """A ``feast.FeatureStore`` on the repository (see :func:`repo_path`)."""
     feast = require_feast()
     path = repo_path(repo)
-    name = yaml or os.environ.get("WORKBENCH_FEATURE_STORE_YAML") or "feature_store.yaml"
+    name = yaml or load().feature_store_yaml
     config = path / name
     if not config.is_file():
         raise ConfigError(f"no feature repository at {str(path)!r} (missing {name})",

@@ -24,7 +24,6 @@ resolved to); the period and the grace come from ``$WORKBENCH_FOLLOW_INTERVAL`` 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -34,22 +33,26 @@ from pathlib import Path
 from typing import Any
 
 from workbench.artifact import Posterior
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import WorkbenchError
 from workbench.lineup import Served
 from workbench.serving import ModelServer, model_spec
+from workbench.settings import OFF, Settings
+from workbench.settings import load as load_settings
 
 logger = logging.getLogger("workbench.follow")
 
-OFF = ("0", "false", "no", "off")
 
 
-def wanted(arg: Any = None, *, built: bool, default: bool = True) -> bool:
+def wanted(arg: Any = None, *, built: bool, default: bool = True,
+           settings: Settings | None = None) -> bool:
     """Whether a Predictor follows its aliases: never when ``built`` (a bento); else as the
     bento argument ``follow`` says, else ``$WORKBENCH_FOLLOW_ALIASES``, else ``default``."""
     if built:
         return False
-    value = arg if arg not in (None, "") else os.environ.get("WORKBENCH_FOLLOW_ALIASES")
-    return default if value in (None, "") else str(value).strip().lower() not in OFF
+    if arg not in (None, ""):
+        return str(arg).strip().lower() not in OFF
+    chosen = (settings or load_settings()).follow_aliases
+    return default if chosen is None else chosen
 
 
 def followed(spec: str | None) -> list[str]:
@@ -78,7 +81,7 @@ class AliasFollower:
         The refs that may follow (default: every served ref that is an alias).
     interval, grace
         Seconds between two looks at the registry; seconds an unused version is kept
-        after its last request before it is dropped.
+        after its last request before it is dropped (default: ``settings``, else read now).
     load
         Loads the posterior of a tag (default: :func:`workbench.store.get`, which checks
         the artifact's checksum and never executes code).
@@ -86,14 +89,15 @@ class AliasFollower:
 
     def __init__(self, server: ModelServer, *, refs: Iterable[str] | None = None,
                  interval: float | None = None, grace: float | None = None,
-                 load: Callable[[str], Posterior] | None = None) -> None:
+                 load: Callable[[str], Posterior] | None = None,
+                 settings: Settings | None = None) -> None:
         from workbench import store
 
         self.server = server
         self.refs = None if refs is None else set(refs)
-        self.interval = _seconds("WORKBENCH_FOLLOW_INTERVAL", 1.0) if interval is None \
-            else interval
-        self.grace = _seconds("WORKBENCH_FOLLOW_GRACE", 10.0) if grace is None else grace
+        s = settings or load_settings()
+        self.interval = s.follow_interval if interval is None else interval
+        self.grace = s.follow_grace if grace is None else grace
         self.load = load or store.get
         self.registry = store.registry_file()
         self.swaps: deque[dict[str, Any]] = deque(maxlen=20)
@@ -222,14 +226,6 @@ class AliasFollower:
                 "failures": failures,
                 "error": "; ".join(errors) or None,
             }
-
-
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
 
 
 def _now() -> str:

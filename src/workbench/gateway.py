@@ -70,12 +70,15 @@ class Gateway:
     inputs
         What the event log keeps of each request's rows: ``raw`` (the rows), ``hash`` (a
         SHA-256 of them, for privacy: equal inputs stay recognisable) or ``none``.
+    analysis_ttl
+        How long ``GET /analysis`` reuses a read-out (0: never).
     """
 
     def __init__(self, config: ExperimentConfig, models: Mapping[str, ArmModel],
                  predict: PredictCall, *, engine: Any, writer: EventWriter,
                  max_rows: int = 1024, poll_seconds: float = 1.0,
-                 feedback_grace: float = 5.0, inputs: str = "raw") -> None:
+                 feedback_grace: float = 5.0, inputs: str = "raw",
+                 analysis_ttl: float = 2.0) -> None:
         logs.log_to_stderr()
         self.config = config
         self.engine = engine
@@ -86,7 +89,7 @@ class Gateway:
             raise ConfigError(f"invalid event inputs setting {inputs!r}",
                               detail={"expected one of": list(INPUTS)})
         self.inputs = inputs
-        self.analysis_ttl = readout.ttl_seconds()
+        self.analysis_ttl = analysis_ttl
         self.arms = ArmClient(config, models, predict)
         self.models = self.arms.models
         self.counters = {"requests": 0, "feedback": 0, "feedback_duplicates": 0,
@@ -307,7 +310,7 @@ class Gateway:
 
     def analysis(self) -> dict[str, Any]:
         """``GET /analysis``: the one read-out (:func:`workbench.readout.read_out`), computed
-        at most once per ``WORKBENCH_ANALYSIS_TTL_SECONDS`` for the pollers."""
+        at most once per ``analysis_ttl`` seconds for the pollers."""
         return readout.cached(self.engine, self.config.name, config=self.config,
                               ttl=self.analysis_ttl)
 

@@ -8,15 +8,16 @@ imports the other.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from workbench.settings import Settings, load
 
 
-def default_url() -> str:
-    """``WORKBENCH_DB_URL``, else the SQLite file under ``WORKBENCH_HOME``."""
-    if url := os.environ.get("WORKBENCH_DB_URL"):
-        return url
-    home = Path(os.environ.get("WORKBENCH_HOME") or Path.home() / ".workbench")
+def default_url(settings: Settings | None = None) -> str:
+    """``WORKBENCH_DB_URL``, else the SQLite file under ``WORKBENCH_HOME``
+    (:mod:`workbench.settings`; default: read now)."""
+    s = settings or load()
+    if s.db_url:
+        return s.db_url
+    home = s.home_dir
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home / 'events.db'}"
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import threading
@@ -37,6 +36,7 @@ import sqlalchemy as sa
 
 from workbench.errors import Conflict, InputError, KeyNotFound
 from workbench.schema import api_keys
+from workbench.settings import load
 
 logger = logging.getLogger("workbench.keys")
 
@@ -44,7 +44,6 @@ SCOPES = ("predict", "feedback", "batch", "admin")
 PREFIX = "wb"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 KEY = re.compile(r"wb_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})")
-CACHE_SECONDS = 5.0
 _warned = threading.Event()
 
 
@@ -60,7 +59,7 @@ class Principal:
 
 def pepper() -> bytes:
     """``WORKBENCH_KEY_PEPPER`` as bytes; empty (and a warning, once) when unset."""
-    value = os.environ.get("WORKBENCH_KEY_PEPPER", "")
+    value = load().key_pepper.get_secret_value()
     if not value and not _warned.is_set():
         _warned.set()
         logger.warning("WORKBENCH_KEY_PEPPER is not set: API key hashes are not peppered. "
@@ -178,8 +177,7 @@ class KeyCache:
     def __init__(self, engine: Any, *, ttl: float | None = None,
                  max_entries: int = 10_000) -> None:
         self._engine = engine
-        self.ttl = float(os.environ.get("WORKBENCH_KEY_CACHE_SECONDS", CACHE_SECONDS)) \
-            if ttl is None else ttl
+        self.ttl = load().key_cache_seconds if ttl is None else ttl
         self.max_entries = max_entries
         self._answers: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()

@@ -11,13 +11,15 @@ with a 500.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-MAX_ROWS = int(os.environ.get("WORKBENCH_MAX_ROWS", "1024"))
+from workbench.settings import Settings
+
+# The defaults; a service passes its own (WORKBENCH_MAX_ROWS, ..., :mod:`workbench.settings`).
+MAX_ROWS: int = Settings.model_fields["max_rows"].default
 # Rows of one /predict/stream request (answered a chunk at a time); the body limit still holds.
-MAX_STREAM_ROWS = int(os.environ.get("WORKBENCH_MAX_STREAM_ROWS", "100000"))
-MAX_BODY_BYTES = int(os.environ.get("WORKBENCH_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
+MAX_STREAM_ROWS: int = Settings.model_fields["max_stream_rows"].default
+MAX_BODY_BYTES: int = Settings.model_fields["max_body_bytes"].default
 FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
 

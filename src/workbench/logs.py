@@ -19,7 +19,6 @@ go through :mod:`workbench.redact` first).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -28,6 +27,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from workbench import trace
 from workbench.errors import ConfigError
+from workbench.settings import load
 
 FORMAT_ENV = "WORKBENCH_LOG_FORMAT"
 FORMATS = ("json", "text")
@@ -46,8 +46,9 @@ def log_format(value: str | None = None) -> str:
     ConfigError
         For anything but ``json`` or ``text``.
     """
-    chosen = (value if value is not None else os.environ.get(FORMAT_ENV) or "json")
-    chosen = chosen.strip().lower()
+    if value is None:
+        return load().log_format
+    chosen = value.strip().lower()
     if chosen not in FORMATS:
         raise ConfigError(f"invalid {FORMAT_ENV} {chosen!r}",
                           detail={"expected one of": list(FORMATS)})

@@ -29,7 +29,6 @@ from typing import Any
 from workbench.errors import InputError
 from workbench.errors_http import error_body, error_response
 from workbench.inputs import validate_rows
-from workbench.limits import MAX_STREAM_ROWS
 from workbench.predict import DEFAULT_MASS, check_draws, check_interval_mass
 from workbench.serving import ModelServer
 
@@ -68,7 +67,7 @@ async def _plan(server: ModelServer, body: bytes) -> AsyncIterator[bytes]:
         raise InputError("instances is required: a list of rows (rows by entities are "
                          "answered by /predict)", detail={"expected": {"instances": [["..."]]}})
     X = validate_rows(request["instances"], served.predictor.features,
-                      max_rows=MAX_STREAM_ROWS)
+                      max_rows=server.max_stream_rows)
     mass = check_interval_mass(request.get("interval_mass", DEFAULT_MASS))
     draws = check_draws(request.get("draws", 0), served.predictor.max_draws)
     size = _chunk_rows(request.get("chunk_rows"), served.predictor.buckets[-1])

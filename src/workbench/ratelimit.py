@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from workbench.errors import ConfigError
+from workbench.settings import Settings, load
 
 logger = logging.getLogger("workbench.ratelimit")
 
@@ -105,25 +105,27 @@ class RateLimiter:
     on_error
         One of :data:`POLICIES`; default ``WORKBENCH_RATE_LIMIT_ON_REDIS_ERROR`` or
         ``local``.
+    settings
+        Where the defaults come from (:mod:`workbench.settings`; default: read now).
     """
 
     def __init__(self, defaults: Mapping[str, str] | None = None, *,
-                 storage_url: str | None = None, on_error: str | None = None) -> None:
+                 storage_url: str | None = None, on_error: str | None = None,
+                 settings: Settings | None = None) -> None:
         from limits.aio.storage import MemoryStorage, RedisStorage
         from limits.aio.strategies import FixedWindowRateLimiter
 
-        env = os.environ
+        s = settings or load()  # WORKBENCH_RATE_LIMIT_*, WORKBENCH_REDIS_URL
         if defaults is None:
-            defaults = {g: env.get(f"WORKBENCH_RATE_LIMIT_{g.upper()}", v)
-                        for g, v in DEFAULTS.items()}
+            defaults = {g: getattr(s, f"rate_limit_{g}") for g in DEFAULTS}
         self.defaults = {g: (None if v.strip().lower() in OFF else parse(v))
                          for g, v in defaults.items()}
-        self.on_error = (on_error or env.get("WORKBENCH_RATE_LIMIT_ON_REDIS_ERROR", "local")
-                         ).strip().lower()
+        self.on_error = (on_error or s.rate_limit_on_redis_error).strip().lower()
         if self.on_error not in POLICIES:
             raise ConfigError(f"invalid WORKBENCH_RATE_LIMIT_ON_REDIS_ERROR {self.on_error!r}",
                               detail={"expected one of": list(POLICIES)})
-        url = storage_url if storage_url is not None else env.get("WORKBENCH_REDIS_URL", "")
+        url = storage_url if storage_url is not None else (
+            s.redis_url.get_secret_value() if s.redis_url else "")
         self.local = FixedWindowRateLimiter(MemoryStorage())
         self.shared = None
         self.where = "memory"

@@ -27,7 +27,6 @@ aggregate, which every read-out adds (``pruned`` in the read-out says up to when
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 from workbench import aggregates, control, event_reads, events, experiments, folding
 from workbench.config import ExperimentConfig, parse
 from workbench.errors import ConfigError
+from workbench.settings import load
 
 COUNTED = aggregates.COUNTED
 SCORED = aggregates.SCORED
@@ -119,8 +119,8 @@ _GUARD = threading.Lock()
 
 
 def ttl_seconds() -> float:
-    """``WORKBENCH_ANALYSIS_TTL_SECONDS`` (default 2; 0 turns the cache off)."""
-    return float(os.environ.get("WORKBENCH_ANALYSIS_TTL_SECONDS", "2"))
+    """``WORKBENCH_ANALYSIS_TTL_SECONDS`` (:mod:`workbench.settings`; 0 turns it off)."""
+    return load().analysis_ttl_seconds
 
 
 def cached(eng: Any, experiment: str, *, config: ExperimentConfig | None = None,

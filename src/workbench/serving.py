@@ -44,6 +44,8 @@ from workbench.predict import (
     check_draws,
     check_interval_mass,
 )
+from workbench.settings import Settings
+from workbench.settings import load as load_settings
 from workbench.sources import (  # noqa: F401 (re-exported: the bentos call serving.model_refs)
     example_input,
     model_refs,
@@ -64,18 +66,25 @@ class ModelServer:
         ``champion``, or the tag itself). The first is the default model.
     load
         Loads the posterior of a tag (the service passes the bento's model store).
+    max_rows, cache, settings
+        Rows per request and the prediction cache; by default from ``settings`` (default:
+        read now, :mod:`workbench.settings`), which also give the body and stream limits.
     """
 
     def __init__(self, models: Mapping[str, str] | Callable[[], Mapping[str, str]],
-                 load: Callable[[str], Posterior], *, max_rows: int = MAX_ROWS,
+                 load: Callable[[str], Posterior], *, max_rows: int | None = None,
                  buckets: tuple[int, ...] = DEFAULT_BUCKETS, bento: str | None = None,
                  retry_seconds: tuple[float, float] = (2.0, 60.0),
-                 cache: PredictionCache | int | None = None) -> None:
+                 cache: PredictionCache | int | None = None,
+                 settings: Settings | None = None) -> None:
         log_to_stderr()
-        self.cache = PredictionCache.configured(cache)
+        s = settings or load_settings()
+        self.cache = PredictionCache.from_settings(s) if cache is None \
+            else PredictionCache.configured(cache)
+        self.max_body_bytes, self.max_stream_rows = s.max_body_bytes, s.max_stream_rows
         self.retry_seconds = retry_seconds
         self.bento = bento
-        self.max_rows = max_rows
+        self.max_rows = max_rows or s.max_rows
         self.buckets = buckets
         self._load = load
         self._lineup = Lineup()
@@ -318,7 +327,7 @@ class ModelServer:
             "targets": first["targets"],
             "sample_input": first["sample_input"],
             "sample_output": first["sample_output"],
-            "limits": {"max_rows": self.max_rows, "max_body_bytes": MAX_BODY_BYTES,
+            "limits": {"max_rows": self.max_rows, "max_body_bytes": self.max_body_bytes,
                        "max_draws": lead.predictor.max_draws},
             "ready": self.ready,
             "startup": {"ready_seconds_since_process_start": self.ready_seconds,

@@ -71,9 +71,10 @@ async def simulate(url: str, *, dataset: str = "breast_cancer", users: int = 200
     ``$WORKBENCH_API_KEY``) needs the ``predict`` and ``feedback`` scopes when the gateway
     has access control on.
     """
-    import os
+    from workbench.settings import load
 
-    api_key = api_key or os.environ.get("WORKBENCH_API_KEY")
+    saved = load().api_key
+    api_key = api_key or (saved.get_secret_value() if saved else None)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     effects = effects or {}
     data = datasets.load(dataset)

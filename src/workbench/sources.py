@@ -9,11 +9,11 @@ time). A Predictor built without its model (``--remote``) imports it at startup 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from workbench import redact
 from workbench.errors import ModelNotFound
+from workbench.settings import load
 
 logger = logging.getLogger("workbench.serving")
 
@@ -21,7 +21,7 @@ logger = logging.getLogger("workbench.serving")
 def model_spec(spec: str | None) -> dict[str, str | None]:
     """The items of a ``models`` spec: ``{ref: tag}`` for items pinned as ``ref=tag``,
     ``{ref: None}`` for the others (see :func:`model_refs`)."""
-    spec = spec or os.environ.get("WORKBENCH_MODELS") or "champion"
+    spec = spec or load().models or "champion"
     out: dict[str, str | None] = {}
     for item in (part.strip() for part in spec.split(",")):
         if item:
@@ -58,9 +58,10 @@ def remote_models() -> dict[str, str]:
     """
     from workbench import store
 
-    url = os.environ.get("WORKBENCH_MODEL_URL")
+    s = load()
+    url = s.model_url
     if not url:
-        if os.environ.get("WORKBENCH_MODELS"):
+        if s.models:
             return model_refs(None)
         tags = [m.tag for m in store.list_models()]
         if len(tags) == 1:

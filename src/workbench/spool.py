@@ -28,12 +28,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from workbench.settings import load
+
 logger = logging.getLogger("workbench.spool")
 
 Row = tuple[str, dict[str, Any]]  # (table, row)
 
 
-def directory_for(store: Any) -> Path:
+def directory_for(store: Any, base: Path | None = None) -> Path:
     """The spool of the event store at URL ``store`` (or a SQLAlchemy engine's):
     ``<base>/<digest of the URL>``, where base is ``WORKBENCH_SPOOL_DIR``, else ``spool``
     under ``WORKBENCH_HOME`` (default ``~/.workbench``). One directory per store, so a spool
@@ -43,8 +45,7 @@ def directory_for(store: Any) -> Path:
     if not isinstance(store, str):  # an engine: its URL, the password hidden
         store = store.url.render_as_string(hide_password=True)
 
-    base = os.environ.get("WORKBENCH_SPOOL_DIR") or \
-        Path(os.environ.get("WORKBENCH_HOME") or Path.home() / ".workbench") / "spool"
+    base = base or load().spool_base
     return Path(base) / hashlib.sha256(store.encode()).hexdigest()[:16]
 
 

@@ -39,10 +39,10 @@ from workbench import retry
 from workbench.artifact import Posterior
 from workbench.cache import compute
 from workbench.errors import ConfigError, InputError, Unavailable
-from workbench.limits import MAX_ROWS
 from workbench.lineup import serve
 from workbench.metrics import STREAM_EVENTS, STREAM_LATENCY, STREAM_PENDING
 from workbench.predict import DEFAULT_BUCKETS, DEFAULT_MASS, check_interval_mass
+from workbench.settings import load
 from workbench.stream_format import Event, Job, Result, prepare, refusal, result
 
 logger = logging.getLogger("workbench.stream")
@@ -100,9 +100,9 @@ class Scorer:
     def __init__(self, posteriors: Mapping[str, Posterior], *, batch: int = 64) -> None:
         if not posteriors:
             raise ConfigError("no model to score with", detail={"expected": "a tag"})
-        buckets = stream_buckets(batch)
-        self.served = {tag: serve(tag, p, buckets=buckets, max_rows=MAX_ROWS,
-                                  max_queue_rows=batch * MAX_ROWS)
+        buckets, rows = stream_buckets(batch), load().max_rows  # WORKBENCH_MAX_ROWS
+        self.served = {tag: serve(tag, p, buckets=buckets, max_rows=rows,
+                                  max_queue_rows=batch * rows)
                        for tag, p in posteriors.items()}
         self.predictors = {tag: s.predictor for tag, s in self.served.items()}
         self.default = next(iter(posteriors))

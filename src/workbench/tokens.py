@@ -20,7 +20,6 @@ back (it never contains the token).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import jwt
 
 from workbench.errors import ConfigError, InvalidToken
 from workbench.keys import SCOPES, Principal
+from workbench.settings import Settings, load
 
 ALGORITHMS = ("RS256", "ES256")
 
@@ -45,27 +45,21 @@ class JWTSettings:
     leeway: float = 30.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> JWTSettings | None:
-        """The settings in the environment; None when ``WORKBENCH_JWKS`` is unset."""
-        env = os.environ if env is None else env
-        jwks = env.get("WORKBENCH_JWKS", "").strip()
+    def from_settings(cls, settings: Settings | None = None) -> JWTSettings | None:
+        """The ``WORKBENCH_JWKS`` / ``WORKBENCH_JWT_*`` settings (:mod:`workbench.settings`;
+        default: read now); None when ``WORKBENCH_JWKS`` is unset."""
+        s = settings or load()
+        jwks = (s.jwks or "").strip()
         if not jwks:
             return None
-        issuer = env.get("WORKBENCH_JWT_ISSUER", "").strip()
-        audience = env.get("WORKBENCH_JWT_AUDIENCE", "").strip()
+        issuer, audience = (s.jwt_issuer or "").strip(), (s.jwt_audience or "").strip()
         if not issuer or not audience:
             raise ConfigError("WORKBENCH_JWKS is set but WORKBENCH_JWT_ISSUER or "
                               "WORKBENCH_JWT_AUDIENCE is not", detail={
                                   "expected": "the issuer and audience your identity "
                                               "provider puts in the tokens"})
-        try:
-            leeway = float(env.get("WORKBENCH_JWT_LEEWAY_SECONDS", "30"))
-        except ValueError:
-            raise ConfigError("invalid WORKBENCH_JWT_LEEWAY_SECONDS",
-                              detail={"expected": "seconds, e.g. 30"}) from None
-        return cls(jwks=jwks, issuer=issuer, audience=audience, leeway=leeway,
-                   scope_claim=env.get("WORKBENCH_JWT_SCOPE_CLAIM", "scope").strip()
-                   or "scope")
+        return cls(jwks=jwks, issuer=issuer, audience=audience, leeway=s.jwt_leeway_seconds,
+                   scope_claim=s.jwt_scope_claim.strip() or "scope")
 
     @property
     def remote(self) -> bool:
@@ -110,7 +104,7 @@ class TokenVerifier:
     Parameters
     ----------
     settings
-        From :meth:`JWTSettings.from_env`.
+        From :meth:`JWTSettings.from_settings`.
     """
 
     def __init__(self, settings: JWTSettings) -> None:

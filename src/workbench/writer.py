@@ -31,7 +31,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -44,6 +43,7 @@ from workbench import metrics
 from workbench.errors import InputError, Unavailable
 from workbench.events import BRIEF, log_enabled
 from workbench.schema import check_fits
+from workbench.settings import Settings, load
 from workbench.sink import Sink
 from workbench.spool import Row, Spool, directory_for
 
@@ -123,18 +123,17 @@ class EventWriter:
                            "outcomes are not recorded")
 
     @classmethod
-    def from_env(cls, eng: sa.Engine) -> EventWriter:
-        """A writer configured by the ``WORKBENCH_EVENT_*`` / ``WORKBENCH_SPOOL_*`` settings
-        (see the README's table)."""
-        env = os.environ.get
-        spool = Spool(directory_for(eng), max_bytes=int(env(
-            "WORKBENCH_SPOOL_MAX_BYTES", str(1 << 30)))) if log_enabled() else None
-        return cls(eng, spool=spool, capacity=int(env("WORKBENCH_EVENT_QUEUE", "10000")),
-                   ack=env("WORKBENCH_EVENT_ACK", "durable"),
-                   ack_timeout=float(env("WORKBENCH_EVENT_ACK_TIMEOUT_SECONDS", "10")),
-                   queue_wait=float(env("WORKBENCH_EVENT_QUEUE_WAIT_SECONDS", "2")),
-                   retry_seconds=float(env("WORKBENCH_EVENT_RETRY_SECONDS", "2")),
-                   down_after=float(env("WORKBENCH_DB_DOWN_SECONDS", "30")))
+    def from_settings(cls, eng: sa.Engine, settings: Settings | None = None) -> EventWriter:
+        """A writer configured by the ``WORKBENCH_EVENT_*``, ``WORKBENCH_SPOOL_*`` and
+        ``WORKBENCH_DB_DOWN_SECONDS`` settings (:mod:`workbench.settings`; default: read
+        now)."""
+        s = settings or load()
+        spool = Spool(directory_for(eng, s.spool_base),
+                      max_bytes=s.spool_max_bytes) if s.event_log else None
+        return cls(eng, spool=spool, enabled=s.event_log, capacity=s.event_queue,
+                   ack=s.event_ack, ack_timeout=s.event_ack_timeout_seconds,
+                   queue_wait=s.event_queue_wait_seconds, retry_seconds=s.event_retry_seconds,
+                   down_after=s.db_down_seconds)
 
     @property
     def written(self) -> dict[str, int]:
