@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -214,7 +213,9 @@ def _upgrade_store(console: Console) -> None:
 def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
                    rate: float = 5.0) -> None:
     """Keep the experiment live (a trickle of simulated traffic) and the dashboard open on
-    it, printing its URL, until Ctrl+C; then stop everything."""
+    it, printing its URL, until Ctrl+C; then stop everything (each in its own process
+    group, through :mod:`workbench.background`)."""
+    from workbench.background import launch
     from workbench.dashboard_serve import serve_command, serve_env
     from workbench.ports import free_port, port_free
 
@@ -222,12 +223,12 @@ def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
     env = dict(os.environ) | {"WORKBENCH_GATEWAY_URL": made["url"]}  # the pipeline tab
     if made["server"].api_key:
         env["WORKBENCH_API_KEY"] = made["server"].api_key
-    dash = subprocess.Popen(serve_command(port), env=serve_env(env),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    traffic = subprocess.Popen([sys.executable, "-m", "workbench.cli", "simulate", "--url",
-                                made["url"], "--duration", "86400", "--rate", str(rate),
-                                "--json"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    logs = Path(tempfile.gettempdir())
+    dash = launch(serve_command(port), port=port, env=serve_env(env),
+                  log=logs / f"workbench-dashboard-{port}.log", ready_path=None)
+    traffic = launch([sys.executable, "-m", "workbench.cli", "simulate", "--url", made["url"],
+                      "--duration", "86400", "--rate", str(rate), "--json"], port=0, env=env,
+                     log=logs / f"workbench-traffic-{port}.log", ready_path=None)
     console.print(f"[bold green]dashboard[/] http://127.0.0.1:{port}/workbench  (experiment "
                   f"{made['experiment']} at {made['url']}, live traffic at {rate:.0f} req/s; "
                   "Ctrl+C stops it all)")
@@ -235,12 +236,9 @@ def live_dashboard(made: dict[str, Any], *, console: Console, port: int = 5006,
         console.print(f"    log in as [bold]{made['experiment']}[/] with the API key printed "
                       "above")
     try:
-        dash.wait()
+        dash.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        for process in (traffic, dash):
-            process.terminate()
-        made["server"].stop()
-        for process in (traffic, dash):
-            process.wait(60)
+        for process in (traffic, dash, made["server"]):
+            process.stop()
