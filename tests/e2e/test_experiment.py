@@ -273,7 +273,7 @@ bandit: {min_weight: 0.05, update_seconds: 1}
 """
     server, _ = serve_experiment(config, tmp_path, env={"WORKBENCH_ARMS": mode})
     try:
-        summary = asyncio.run(simulate(server.url, duration=20, rate=30, users=3000,
+        summary = asyncio.run(simulate(server.url, duration=10, rate=60, users=3000,
                                        effects={"better": 0.6}, progress=False, seed=3))
         assert summary.ok > 300 and not summary.errors
         weights = httpx.get(server.url + "/experiment").json()["weights"]
