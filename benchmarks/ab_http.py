@@ -1,0 +1,79 @@
+"""Interleaved A/B of servers' p50 at one client: what one setting or change is worth.
+
+    .venv/bin/python benchmarks/ab_http.py [--rounds 10] NAME=SERVER[:VAR~VALUE,...] ...
+
+Each NAME is a server of ``bench_http.py`` (``predictor``, ``gateway``, ``floor``, ...)
+with extra environment variables, e.g.::
+
+    WORKBENCH_AUTH=off .venv/bin/python benchmarks/ab_http.py \\
+        off=predictor: on=predictor:WORKBENCH_TRACING~on floor=floor:
+
+All start together (on the model store of the last ``make bench``, ``.workbench/bench``);
+then every round measures each server once (300 requests on one kept-alive connection),
+in a rotating order. Prints each round's p50s, their medians, and every server's paired
+difference from the first one (median over rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import bench_http as b
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("servers", nargs="+", metavar="NAME=SERVER[:VAR~VALUE,...]")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--workdir", default=str(ROOT / ".workbench" / "ab"))
+    args = parser.parse_args()
+    home = ROOT / ".workbench" / "bench"
+    os.environ.setdefault("BENTOML_HOME", str(home / "bentoml"))
+    os.environ.setdefault("WORKBENCH_HOME", str(home))
+    from workbench import store
+
+    row = [round(float(v), 4) for v in store.get("champion").x_loc]
+    work = Path(args.workdir)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    known = {s.name: s for s in b.specs(row, work)}
+    variants = []
+    for arg in args.servers:
+        name, _, rest = arg.partition("=")
+        server, _, extra = rest.partition(":")
+        if server not in known:
+            sys.exit(f"unknown server {server!r}; one of {sorted(known)}")
+        spec = known[server]
+        env = spec.env | dict(kv.split("~", 1) for kv in extra.split(",") if kv)
+        variants.append(b.Spec(name, spec.argv, spec.body, env=env))
+    running: list[b.Running] = []
+    try:
+        for spec in variants:
+            running.append(b.start(spec, work / "logs"))
+            print(f"{spec.name} ready in {running[-1].ready_s:.1f}s", flush=True)
+        for server in running:
+            b.warm(server, 50)
+        p50: dict[str, list[float]] = {s.spec.name: [] for s in running}
+        for r in range(args.rounds):
+            for server in running[r % len(running):] + running[:r % len(running)]:
+                p50[server.spec.name].append(b.one_client(server, 300, 6)["p50_ms"])
+            print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in p50.items()),
+                  flush=True)
+        print("median p50 ms: " + ", ".join(f"{n} {statistics.median(v):.3f}"
+                                            for n, v in p50.items()))
+        first, *others = p50
+        for name in others:
+            diff = [x - y for x, y in zip(p50[name], p50[first], strict=True)]
+            print(f"paired {name} - {first}: {statistics.median(diff):+.3f} ms")
+    finally:
+        for server in running:
+            b.stop(server.process)
+
+
+if __name__ == "__main__":
+    main()
