@@ -26,6 +26,10 @@ def test_words_types_and_defaults():
     assert (s.prediction_cache, s.max_rows, s.follow_grace) == (0, 64, 0.0)
     assert s.home_dir == Path.home() / "wb" and s.spool_base == Path.home() / "wb" / "spool"
     assert s.db_url is None  # empty: unset
+    blank = load({"WORKBENCH_AUTH": " ", "WORKBENCH_PREDICTION_CACHE": "None",
+                  "WORKBENCH_PREDICTION_CACHE_REDIS": "  ", "WORKBENCH_EVENT_LOG": " off "})
+    assert (blank.auth, blank.prediction_cache, blank.prediction_cache_redis,
+            blank.event_log) == (True, 0, None, False)  # blanks unset, values stripped
     defaults = load({})
     assert (defaults.event_ack, defaults.auth, defaults.tracing, defaults.arms) == (
         "durable", True, False, None)
@@ -90,11 +94,17 @@ def test_workbench_settings_prints_values_and_hides_secrets(monkeypatch):
 
     monkeypatch.setenv("WORKBENCH_KEY_PEPPER", "s3cret-pepper")
     monkeypatch.setenv("WORKBENCH_EVENT_ACK", "async")
+    monkeypatch.setenv("WORKBENCH_DB_URL", "postgresql+psycopg://wb:s3cret-db@db:5432/wb")
+    monkeypatch.setenv("WORKBENCH_FEATURE_REDIS", "redis:6379,db=1,password=s3cret-feast")
+    monkeypatch.setenv("WORKBENCH_PREDICTION_CACHE_REDIS", "redis://:s3cret-r@cache:6379/0")
     shown = CliRunner().invoke(main, ["settings", "--json"])
     assert shown.exit_code == 0, shown.output
     values = json.loads(shown.output)
     assert values["WORKBENCH_EVENT_ACK"] == "async"
     assert values["WORKBENCH_KEY_PEPPER"] == "(set)" and "s3cret" not in shown.output
+    assert values["WORKBENCH_DB_URL"] == "postgresql+psycopg://…@db:5432/wb"
+    assert values["WORKBENCH_FEATURE_REDIS"] == "redis:6379,db=1,password=…"
+    assert "s3cret" not in CliRunner().invoke(main, ["settings"]).output
     monkeypatch.setenv("WORKBENCH_MAX_BODY_BYTES", "4MB")
     refused = CliRunner().invoke(main, ["settings"])
     assert refused.exit_code == 2 and "WORKBENCH_MAX_BODY_BYTES='4MB'" in refused.output

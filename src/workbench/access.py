@@ -74,7 +74,7 @@ def required_scope(path: str) -> str | None:
 def enabled(value: str | None = None) -> bool:
     """``value``, else ``WORKBENCH_AUTH`` (:mod:`workbench.settings`): ``on`` (the
     default) or ``off``."""
-    return load(auth=value).auth if value is not None else load().auth
+    return load(auth=value).auth if value and value.strip() else load().auth
 
 
 def credential(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,9 +20,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workbench import redact
 from workbench.errors import ConfigError
 
 PREFIX = "WORKBENCH_"
+_PASSWORD = re.compile(r"(password=).*", re.IGNORECASE)
 ON = ("on", "1", "true", "yes")
 OFF = ("off", "0", "false", "no")
 
@@ -42,7 +45,7 @@ def _lower(value: Any) -> Any:
 
 
 def _rows(value: Any) -> Any:  # a number of rows, or off (0)
-    return 0 if isinstance(value, str) and value.strip().lower() in OFF else value
+    return 0 if isinstance(value, str) and value.strip().lower() in (*OFF, "none") else value
 
 
 OnOff = Annotated[bool, BeforeValidator(_on_off)]
@@ -174,9 +177,9 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     ConfigError
         Naming every variable that does not parse, its value and what it expects.
     """
-    found = tuple(sorted((k[len(PREFIX):].lower(), v) for k, v in
+    found = tuple(sorted((k[len(PREFIX):].lower(), v.strip()) for k, v in
                          (os.environ if environ is None else environ).items()
-                         if k.startswith(PREFIX) and v != ""))
+                         if k.startswith(PREFIX) and v.strip()))
     return _parse(found, tuple(sorted(overrides.items())))
 
 
@@ -206,9 +209,13 @@ SECRET = {name for name, f in Settings.model_fields.items()
 
 
 def shown(value: Any) -> str:
-    """A setting's value as the README and ``workbench settings`` print it (secrets never)."""
+    """A setting's value as the README and ``workbench settings`` print it: never a secret,
+    nor the credentials or query string of a URL, nor a Feast ``password=``."""
     if isinstance(value, SecretStr):
         return "(set)" if value.get_secret_value() else "unset"
+    if isinstance(value, str) and ("://" in value or "password=" in value):
+        return ",".join(_PASSWORD.sub(r"\1…", redact.url(part) if "://" in part else part)
+                        for part in value.split(","))
     if value is None:
         return "unset"
     if isinstance(value, bool):

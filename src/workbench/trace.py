@@ -4,8 +4,8 @@ it calls.
 A request keeps the id its client gave it: an ``X-Request-ID`` of printable ASCII (at most
 128 characters, no leading or trailing space), else the trace-id of a valid W3C
 ``traceparent``; without either it takes the trace-id of the OpenTelemetry span BentoML
-opened for it (so that BentoML's own access log, which prints ``trace=``, names it too),
-and outside BentoML a fresh random id. :class:`workbench.errors_http.RequestErrors` binds
+opened for it, if any (``WORKBENCH_TRACING=on``: BentoML's own log lines then name it
+too), else a fresh random id. :class:`workbench.errors_http.RequestErrors` binds
 the id to the request's context (:func:`bind`), where :func:`current` finds it:
 :mod:`workbench.logs` writes it into every log line, and :class:`RequestIdPropagator`
 sends it on, as ``X-Request-ID``, with every call BentoML's clients make meanwhile (they
