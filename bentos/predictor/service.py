@@ -39,12 +39,14 @@ EXAMPLE_INPUT = serving.example_input(TAGS[0]) if TAGS else {"instances": [[0.0]
 JSON = Annotated[dict[str, Any], ContentType("application/json")]
 
 
-def options() -> dict[str, Any]:
+def options(*, gpu: bool = False) -> dict[str, Any]:
     """What both services declare alike: no telemetry, no BentoML access log (the
     workbench's JSON line is the one per request), and BentoML's OpenTelemetry middleware
     skipped unless ``WORKBENCH_TRACING=on`` (its spans cost the Predictor 0.63 ms of a
-    2.3 ms p50 at one client, exported or not: benchmarks/RESULTS.md)."""
-    return {"envs": [{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}],
+    2.3 ms p50 at one client, exported or not: benchmarks/RESULTS.md). On a GPU, JAX's
+    memory is bounded (it preallocates 75% by default) so that a sidecar still fits."""
+    gpu_envs = [{"name": "XLA_PYTHON_CLIENT_MEM_FRACTION", "value": "0.5"}] if gpu else []
+    return {"envs": [{"name": "BENTOML_DO_NOT_TRACK", "value": "True"}, *gpu_envs],
             "logging": {"access": {"enabled": False}},
             "tracing": {} if SETTINGS.tracing else {"excluded_urls": [".*"]}}
 
@@ -87,9 +89,7 @@ def model_server(owner: Any, bento: Any) -> serving.ModelServer:
     resources={"gpu": 1} if GPU else {"cpu": "2"},
     # Past 256 requests in flight BentoML answers 429 at once instead of queueing to a timeout.
     traffic={"timeout": 30, "max_concurrency": 256},
-    **options() | ({"envs": options()["envs"] + [
-        # JAX preallocates 75% of GPU memory by default; bound it so a sidecar still fits.
-        {"name": "XLA_PYTHON_CLIENT_MEM_FRACTION", "value": "0.5"}]} if GPU else {}),
+    **options(gpu=GPU),
 )
 class Predictor:
 

@@ -71,10 +71,9 @@ def required_scope(path: str) -> str | None:
     return "admin"
 
 
-def enabled(value: str | None = None) -> bool:
-    """``value``, else ``WORKBENCH_AUTH`` (:mod:`workbench.settings`): ``on`` (the
-    default) or ``off``."""
-    return load(auth=value).auth if value and value.strip() else load().auth
+def enabled() -> bool:
+    """``WORKBENCH_AUTH`` (:mod:`workbench.settings`): ``on`` (the default) or ``off``."""
+    return load().auth
 
 
 def credential(headers: list[tuple[bytes, bytes]]) -> str | None:

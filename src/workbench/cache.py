@@ -107,11 +107,13 @@ class PredictionCache:
                    seconds=s.prediction_cache_seconds)
 
     @classmethod
-    def configured(cls, setting: PredictionCache | int | None = None) -> PredictionCache:
-        """``setting`` itself; an L1 of that many rows; or, for None, the settings'."""
+    def configured(cls, setting: PredictionCache | int | None = None,
+                   settings: Settings | None = None) -> PredictionCache:
+        """``setting`` itself; an L1 of that many rows; or, for None, :meth:`from_settings`
+        of ``settings``."""
         if isinstance(setting, PredictionCache):
             return setting
-        return cls.from_settings() if setting is None else cls(setting)
+        return cls.from_settings(settings) if setting is None else cls(setting)
 
     @property
     def on(self) -> bool:

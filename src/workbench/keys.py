@@ -67,9 +67,11 @@ def pepper() -> bytes:
     return value.encode()
 
 
-def digest(key: str) -> str:
-    """The stored form of ``key``: HMAC-SHA256 under the pepper, hex."""
-    return hmac.new(pepper(), key.encode(), hashlib.sha256).hexdigest()
+def digest(key: str, pepper_bytes: bytes | None = None) -> str:
+    """The stored form of ``key``: HMAC-SHA256 under the pepper (default: :func:`pepper`,
+    read now), hex."""
+    return hmac.new(pepper() if pepper_bytes is None else pepper_bytes, key.encode(),
+                    hashlib.sha256).hexdigest()
 
 
 def key_id(key: str) -> str | None:
@@ -146,8 +148,9 @@ def revoke(eng: sa.Engine, name: str) -> dict[str, Any]:
     return found
 
 
-def verify(eng: sa.Engine, key: str) -> Principal | None:
-    """The principal of a valid, unrevoked ``key``; None for anything else."""
+def verify(eng: sa.Engine, key: str, pepper_bytes: bytes | None = None) -> Principal | None:
+    """The principal of a valid, unrevoked ``key`` (hashed under ``pepper_bytes``, default
+    :func:`pepper`); None for anything else."""
     public = key_id(key)
     if public is None:
         return None
@@ -155,7 +158,7 @@ def verify(eng: sa.Engine, key: str) -> Principal | None:
         row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == public)).first()
     if row is None or row.revoked is not None:
         return None
-    if not hmac.compare_digest(row.hash.encode(), digest(key).encode()):
+    if not hmac.compare_digest(row.hash.encode(), digest(key, pepper_bytes).encode()):
         return None
     return Principal(f"key:{row.name}", frozenset(row.scopes), row.rate_limit)
 
@@ -172,12 +175,16 @@ class KeyCache:
         Seconds an answer is reused: the longest a revoke takes to reach this process.
     max_entries
         The cache is emptied when it grows past this (random keys cannot exhaust memory).
+
+    The pepper is read once, here: every request hashes its key, and must not parse the
+    settings to do it.
     """
 
     def __init__(self, engine: Any, *, ttl: float | None = None,
                  max_entries: int = 10_000) -> None:
         self._engine = engine
         self.ttl = load().key_cache_seconds if ttl is None else ttl
+        self._pepper = pepper()
         self.max_entries = max_entries
         self._answers: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
@@ -190,7 +197,7 @@ class KeyCache:
 
     def cached(self, key: str) -> tuple[bool, Principal | None]:
         """``(True, answer)`` when a fresh answer for ``key`` is in memory."""
-        found = self._answers.get(digest(key))
+        found = self._answers.get(digest(key, self._pepper))
         if found is None or found[0] < time.monotonic():
             return False, None
         return True, found[1]
@@ -200,8 +207,8 @@ class KeyCache:
         hit, answer = self.cached(key)
         if hit:
             return answer
-        answer = verify(self.engine(), key)
+        answer = verify(self.engine(), key, self._pepper)
         if len(self._answers) >= self.max_entries:
             self._answers.clear()
-        self._answers[digest(key)] = (time.monotonic() + self.ttl, answer)
+        self._answers[digest(key, self._pepper)] = (time.monotonic() + self.ttl, answer)
         return answer

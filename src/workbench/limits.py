@@ -17,8 +17,6 @@ from workbench.settings import Settings
 
 # The defaults; a service passes its own (WORKBENCH_MAX_ROWS, ..., :mod:`workbench.settings`).
 MAX_ROWS: int = Settings.model_fields["max_rows"].default
-# Rows of one /predict/stream request (answered a chunk at a time); the body limit still holds.
-MAX_STREAM_ROWS: int = Settings.model_fields["max_stream_rows"].default
 MAX_BODY_BYTES: int = Settings.model_fields["max_body_bytes"].default
 FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 

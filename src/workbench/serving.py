@@ -34,7 +34,7 @@ from workbench.errors_http import (  # noqa: F401 (re-exported: the bentos call 
     respond,
     status_of,
 )
-from workbench.limits import MAX_BODY_BYTES, MAX_ROWS, BodyLimit  # noqa: F401 (re-exported)
+from workbench.limits import BodyLimit  # noqa: F401 (re-exported: the bentos use it)
 from workbench.lineup import Lineup, Served, lineup, serve
 from workbench.logs import log_to_stderr
 from workbench.ports import free_port  # noqa: F401 (re-exported: notebook 05's cells import it)
@@ -79,8 +79,7 @@ class ModelServer:
                  settings: Settings | None = None) -> None:
         log_to_stderr()
         s = settings or load_settings()
-        self.cache = PredictionCache.from_settings(s) if cache is None \
-            else PredictionCache.configured(cache)
+        self.cache = PredictionCache.configured(cache, s)
         self.max_body_bytes, self.max_stream_rows = s.max_body_bytes, s.max_stream_rows
         self.retry_seconds = retry_seconds
         self.bento = bento

@@ -190,22 +190,22 @@ def _parse(found: tuple[tuple[str, str], ...], overrides: tuple[tuple[str, Any],
         return _Given(**(dict(found) | dict(overrides)))
     except ValidationError as exc:
         problems = {variable(str(e["loc"][0])): {
-            "value": _shown(e), "expected": e["msg"].removeprefix("Value error, ")}
+            "value": _refused_value(e), "expected": e["msg"].removeprefix("Value error, ")}
             for e in exc.errors(include_url=False)}
         raise ConfigError("invalid setting: " + "; ".join(
             f"{name}={p['value']} ({p['expected']})" for name, p in problems.items()),
             detail=problems) from None
 
 
-def _shown(error: Any) -> str:
-    field = str(error["loc"][0])
-    if field in SECRET:
+def _refused_value(error: Any) -> str:
+    """A refused value as an error message shows it (a secret's never)."""
+    if str(error["loc"][0]) in SECRET:
         return "(secret)"
     return repr(error.get("input"))[:80]
 
 
 SECRET = {name for name, f in Settings.model_fields.items()
-          if "SecretStr" in str(f.annotation)}
+          if f.annotation in (SecretStr, SecretStr | None)}
 
 
 def shown(value: Any) -> str:
