@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from workbench.ports import free_port, port_free
+from workbench.ports import LOWEST, ephemeral_range, free_port, port_free
 
 
 def test_a_free_port_can_be_listened_on_and_is_then_taken():
@@ -14,3 +14,11 @@ def test_a_free_port_can_be_listened_on_and_is_then_taken():
         sock.bind(("127.0.0.1", port))
         sock.listen()
         assert not port_free(port)
+
+
+def test_a_free_port_is_never_one_an_outgoing_connection_could_take():
+    span = ephemeral_range()
+    ports = {free_port() for _ in range(50)}
+    if span is not None:  # Linux: below the range the kernel hands to outgoing connections
+        assert all(LOWEST <= p < span[0] for p in ports), (sorted(ports), span)
+    assert len(ports) > 40  # spread, so two servers starting together rarely collide
