@@ -47,7 +47,7 @@ def spool(tmp_path):
 def test_nothing_offered_is_lost_on_close(engine, spool):
     writer = EventWriter(engine, spool=spool, ack="async", flush_every=5.0)
     rows = [_row() for _ in range(1234)]
-    threads = [threading.Thread(target=lambda part=rows[i::4]: [writer.prediction(r)
+    threads = [threading.Thread(target=lambda part=rows[i::4]: [writer.offer("predictions", r)
                                                                   for r in part])
                for i in range(4)]
     for t in threads:
@@ -55,7 +55,7 @@ def test_nothing_offered_is_lost_on_close(engine, spool):
     for t in threads:
         t.join()
     for row in rows[:100]:
-        writer.outcome({"request_id": row["request_id"], "ts": time.time(),
+        writer.offer("outcomes", {"request_id": row["request_id"], "ts": time.time(),
                         "experiment": "exp", "outcome": 1})
     writer.close()
     assert events.counts(engine, "exp") == {"a": {"predictions": 1234, "outcomes": 100}}
@@ -80,10 +80,10 @@ def test_a_durable_submit_returns_once_committed(engine, spool):
 def test_pending_ids_are_known_before_they_are_written(engine, spool):
     writer = EventWriter(engine, spool=spool, ack="async", flush_every=5.0)
     row = _row()
-    writer.prediction(row)
-    assert writer.is_pending(row["request_id"])
+    writer.offer("predictions", row)
+    assert writer.pending(row["request_id"]) is not None
     writer.close()
-    assert not writer.is_pending(row["request_id"])
+    assert writer.pending(row["request_id"]) is None
     assert events.exists(engine, row["request_id"]) == "exp"
 
 
@@ -105,14 +105,14 @@ def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_written(
     good = [_row(experiment="dead-letter") for _ in range(5)]
     bad = _row(experiment="dead-letter", unit="nul\x00byte")  # PostgreSQL refuses NUL
     for row in good[:2] + [bad] + good[2:]:
-        writer.prediction(row)
+        writer.offer("predictions", row)
     writer.close()
     assert events.counts(eng, "dead-letter") == {"a": {"predictions": 5, "outcomes": 0}}
     health = writer.health()
     assert health["writer"]["dead"] == 1 and health["writer"]["written"] == 5
     assert health["spool"]["dead_rows"] == 1
     assert bad["request_id"] in spool.dead_path.read_text()
-    assert not writer.is_pending(bad["request_id"])
+    assert writer.pending(bad["request_id"]) is None
 
 
 def test_an_unreachable_store_spools_and_the_spool_is_replayed(tmp_path, spool):
@@ -137,14 +137,14 @@ def test_an_unreachable_store_spools_and_the_spool_is_replayed(tmp_path, spool):
         assert spool.segments() and not writer.health()["event_store"]["up"]
         ready, why = writer.ready()
         assert not ready and "unreachable" in why
-        assert all(writer.is_pending(r["request_id"]) for r in rows)
+        assert all(writer.pending(r["request_id"]) is not None for r in rows)
         shutil.move(tmp_path / "away", db)  # back
         eng.dispose()
         # bytes() counts segments claimed for replay too: zero once their rows are written
         wait_for(lambda: spool.bytes() == 0, timeout=30, what="the spool replayed")
         assert events.counts(eng, "exp") == {"a": {"predictions": 21, "outcomes": 0}}
         assert writer.health()["writer"]["replayed"] == 20 and writer.ready() == (True, "")
-        assert not any(writer.is_pending(r["request_id"]) for r in rows)
+        assert not any(writer.pending(r["request_id"]) is not None for r in rows)
     finally:
         writer.close()
 
@@ -222,7 +222,7 @@ def test_the_event_log_can_be_switched_off(monkeypatch, tmp_path):
     assert not events.log_enabled()
     writer = EventWriter(eng)
     row = _row()
-    writer.prediction(row)
+    writer.offer("predictions", row)
     asyncio.run(writer.submit("predictions", _row()))
     writer.close()
     assert events.exists(eng, row["request_id"]) is None and writer.written == {

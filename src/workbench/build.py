@@ -22,7 +22,7 @@ from workbench.errors import ConfigError
 SERVING_PACKAGES = ("numpy", "jax", "jaxlib", "numpyro", "h5py", "psutil", "sqlalchemy",
                     "alembic", "mako", "python-json-logger", "pyjwt", "cryptography",
                     "limits", "redis", "cachetools", "tenacity", "pydantic-settings",
-                    "python-dotenv")
+                    "python-dotenv", "orjson")
 # Added when a served model was trained from a Feast feature service (rows by entity key).
 FEATURE_PACKAGES = ("feast", "pandas", "pyarrow")
 

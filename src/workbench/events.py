@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from workbench import jsonsafe
 from workbench.home import default_url
 from workbench.migrate import ensure
 from workbench.schema import metadata, outcomes, predictions, registry
@@ -40,7 +41,8 @@ def engine(url: str | None = None) -> sa.Engine:
     url = url or default_url()
     if url.startswith("sqlite"):
         eng = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               hide_parameters=True)  # no event data in error messages
+                               hide_parameters=True,  # no event data in error messages
+                               json_serializer=jsonsafe.dumps)
 
         @sa.event.listens_for(eng, "connect")
         def _pragmas(conn: Any, _: Any) -> None:
@@ -53,7 +55,8 @@ def engine(url: str | None = None) -> sa.Engine:
             cur.execute("PRAGMA wal_autocheckpoint=256")
             cur.close()
     else:
-        eng = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        eng = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True,
+                               json_serializer=jsonsafe.dumps)
     ensure(eng)  # the tables of an empty store; a SchemaError for an outdated one
     return eng
 

@@ -3,8 +3,13 @@ raised while answering a 4xx, or a NaN diagnostic, would hide the real answer)."
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
+
+import orjson
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def finite(value: Any) -> Any:
@@ -21,6 +26,15 @@ def finite(value: Any) -> Any:
 def plain(value: Any) -> Any:
     """``value`` as JSON can carry it: non-finite floats as None, anything JSON does not
     know (sets, numpy scalars, ...) as its ``repr``."""
-    import json
-
     return finite(json.loads(json.dumps(value, default=repr)))
+
+
+def dumps(value: Any) -> str:
+    """JSON text of ``value`` for a JSON column (the event store's serializer): orjson, a
+    tenth of :func:`json.dumps`' time for a row of floats (the event log writes one per
+    request), NaN and infinity as null; what orjson cannot take (integers past 64 bits)
+    through :func:`json.dumps`."""
+    try:
+        return orjson.dumps(value, option=_OPTIONS).decode()
+    except TypeError:
+        return json.dumps(value)

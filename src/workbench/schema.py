@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -105,9 +106,15 @@ aggregates = sa.Table(
 def check_fits(table: str, row: dict[str, Any]) -> None:
     """InputError (a 4xx) when a value is longer than its column (the database would refuse
     the row after the request was acknowledged)."""
-    for column in metadata.tables[table].columns:
-        width = getattr(column.type, "length", None)
-        value = row.get(column.name)
-        if width and isinstance(value, str) and len(value) > width:
-            raise InputError(f"{column.name} is {len(value)} characters long",
+    for name, width in _widths(table):
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > width:
+            raise InputError(f"{name} is {len(value)} characters long",
                              detail={"expected": f"at most {width} characters"})
+
+
+@functools.cache
+def _widths(table: str) -> tuple[tuple[str, int], ...]:
+    """The table's columns of bounded width, and their widths."""
+    return tuple((c.name, c.type.length) for c in metadata.tables[table].columns
+                 if getattr(c.type, "length", None))

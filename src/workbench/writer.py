@@ -28,7 +28,6 @@ Every outcome is counted in :mod:`workbench.metrics` and in :meth:`EventWriter.h
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import queue
@@ -57,7 +56,7 @@ _STOP = object()
 class _Item:
     table: str
     row: dict[str, Any]
-    future: concurrent.futures.Future[str] | None  # None: nobody waits (a shadow row)
+    future: asyncio.Future[str] | None = None  # None: nobody waits (a shadow row)
 
 
 class EventWriter:
@@ -151,7 +150,8 @@ class EventWriter:
         check_fits(table, row)
         if self._closed:
             raise Unavailable("the service is shutting down", detail={"expected": "retry"})
-        item = _Item(table, row, concurrent.futures.Future())
+        future = asyncio.get_running_loop().create_future() if self.ack == "durable" else None
+        item = _Item(table, row, future)
         self._remember(table, row)
         try:
             self._queue.put_nowait(item)
@@ -163,11 +163,11 @@ class EventWriter:
                 self._count("backpressure")
                 raise Unavailable("the event log is overloaded", detail={
                     "queued": self._queue.qsize(), "expected": "retry shortly"}) from None
-        if self.ack == "async":
+        if future is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(item.future)),
-                                   self.ack_timeout)
+        try:  # a timeout cancels only this wait: the event is still written
+            async with asyncio.timeout(self.ack_timeout):
+                await future
         except TimeoutError:
             self._count("backpressure")
             raise Unavailable("the event could not be made durable in time", detail={
@@ -181,7 +181,7 @@ class EventWriter:
         try:
             check_fits(table, row)
             self._remember(table, row)
-            self._queue.put_nowait(_Item(table, row, None))
+            self._queue.put_nowait(_Item(table, row))
         except (queue.Full, InputError) as exc:
             self._forget([(table, row)])
             self._count("dropped")
@@ -191,21 +191,11 @@ class EventWriter:
             return False
         return True
 
-    def prediction(self, row: dict[str, Any]) -> None:
-        """Queue a prediction row without waiting (tests, backfills): :meth:`offer`."""
-        self.offer("predictions", row)
-
-    def outcome(self, row: dict[str, Any]) -> None:
-        self.offer("outcomes", row)
-
     def pending(self, request_id: str) -> dict[str, Any] | None:
         """What :func:`events.prediction_of` will say of a prediction not yet in the
         database (queued, or spooled by this process)."""
         with self._lock:
             return self._pending.get(request_id)
-
-    def is_pending(self, request_id: str) -> bool:
-        return self.pending(request_id) is not None
 
     def _remember(self, table: str, row: dict[str, Any]) -> None:
         if table == "predictions":
@@ -274,18 +264,15 @@ class EventWriter:
         self._inflight = batch
         outcomes = self.sink.write([(i.table, i.row) for i in batch])
         self._inflight = []
+        self._forget([(i.table, i.row) for i, outcome in zip(batch, outcomes, strict=True)
+                      if outcome in ("written", "dead", "refused")])  # spooled: pending
+        waiting: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[str], str]]] = {}
         for item, outcome in zip(batch, outcomes, strict=True):
-            if outcome in ("written", "dead", "refused"):  # spooled: pending until replayed
-                self._forget([(item.table, item.row)])
-            if item.future is None or item.future.done():
-                continue
-            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled
-                if outcome == "refused":
-                    item.future.set_exception(Unavailable(
-                        "the event store is unreachable and the local spool cannot take "
-                        "the event", detail={"expected": "retry later"}))
-                else:
-                    item.future.set_result(outcome)
+            if item.future is not None:
+                waiting.setdefault(item.future.get_loop(), []).append((item.future, outcome))
+        for loop, settled in waiting.items():  # one wake-up per loop and batch
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle, settled)
         metrics.EVENT_QUEUE.set(self._queue.qsize())
 
     def _count(self, what: str) -> None:
@@ -346,3 +333,16 @@ class EventWriter:
         logger.info("event log closed: %s%s", self.sink.counts | self.counts,
                     f"; {waiting} bytes wait in the spool {self.sink.spool.directory} for "
                     "the next start" if waiting else "")
+
+
+def _settle(settled: list[tuple[asyncio.Future[str], str]]) -> None:
+    """Answer the requests waiting on a written batch (in their event loop)."""
+    for future, outcome in settled:
+        if future.done():  # the request timed out or went away
+            continue
+        if outcome == "refused":
+            future.set_exception(Unavailable(
+                "the event store is unreachable and the local spool cannot take the event",
+                detail={"expected": "retry later"}))
+        else:
+            future.set_result(outcome)
