@@ -64,3 +64,27 @@ def test_unreadable_files(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load(bad)
     assert DEFAULT["metric"] == "binary"
+
+
+TWO_ARMS = [{"name": "a", "model": "m"}, {"name": "b", "model": "n"}]
+
+
+@pytest.mark.parametrize(("metric", "value"), [
+    ("binary", float("nan")), ("binary", float("inf")), ("binary", True), ("binary", "2%"),
+    ("binary", -1.0), ("continuous", 10), ("brier", float("-inf")), ("log_score", [0.1]),
+])
+def test_invalid_min_effect_says_what_is_expected(metric, value):
+    with pytest.raises(ConfigError) as info:
+        parse({"name": "x", "metric": metric, "arms": TWO_ARMS,
+               "decision": {"min_effect": value}})
+    assert f"invalid decision.min_effect {value!r}" in info.value.message
+    expected = info.value.detail["expected"]
+    assert ("relative lift" in expected) == (metric in ("binary", "continuous"))
+
+
+def test_min_effect_defaults_to_zero_and_round_trips():
+    assert parse({"name": "x", "arms": TWO_ARMS}).decision.min_effect == 0.0
+    config = parse({"name": "x", "metric": "brier", "arms": TWO_ARMS,
+                    "decision": {"min_effect": -0.01, "prob_best": 0.9}})
+    assert config.decision.min_effect == -0.01 and config.decision.prob_best == 0.9
+    assert parse(config.to_config()) == config

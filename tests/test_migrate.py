@@ -79,7 +79,7 @@ def kept(eng: sa.Engine) -> list[tuple]:
 
 
 def test_head_is_the_newest_revision():
-    assert [s.revision for s in migrate.revisions()][:2] == ["0001", "0002"]
+    assert [s.revision for s in migrate.revisions()][:3] == ["0001", "0002", "0003"]
     assert migrate.head() == migrate.revisions()[-1].revision
 
 
@@ -133,6 +133,25 @@ def test_a_store_made_before_migrations_is_refused_then_upgraded_keeping_data(st
 def test_a_store_made_before_migrations_with_aggregates_is_stamped_0002(store_url):
     old = at_revision(store_url, "0002", stamped=False)
     assert migrate.upgrade(old) == migrate.Upgraded(None, "0002", migrate.head())
+    old.dispose()
+
+
+def test_outcomes_stored_before_0003_are_kept_without_a_covariate(store_url):
+    old = at_revision(store_url, "0002")
+    with old.begin() as conn:
+        conn.execute(sa.text("INSERT INTO outcomes (request_id, ts, experiment, outcome) "
+                             "VALUES ('r1', 2.0, 'exp', '1')"))
+    assert migrate.upgrade(old) == migrate.Upgraded("0002", None, migrate.head())
+    eng = events.engine(store_url)
+    data = events.read(eng, "exp")
+    assert (data.outcome, data.covariate) == ([1], [None])
+    events.write_now(eng, "predictions", [{
+        "request_id": "r2", "ts": 3.0, "experiment": "exp", "arm": "a", "model_tag": "m:1",
+        "status": "ok", "n_rows": 1}])
+    assert events.record_outcome(eng, {"request_id": "r2", "ts": 4.0, "experiment": "exp",
+                                       "outcome": 0, "covariate": 2.5})
+    assert events.read(eng, "exp").covariate == [None, 2.5]
+    eng.dispose()
     old.dispose()
 
 

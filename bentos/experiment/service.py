@@ -112,9 +112,11 @@ class Experiment:
             feature_service=feature_service))
 
     @bentoml.api(route="/feedback")
-    async def feedback(self, request_id: str, outcome: Any) -> dict[str, Any]:
-        """Record the outcome of a request (once; a repeat is acknowledged)."""
-        return await serving.respond(self.gateway.feedback(request_id, outcome))
+    async def feedback(self, request_id: str, outcome: Any,
+                       covariate: Any = None) -> dict[str, Any]:
+        """Record the outcome of a request (once; a repeat is acknowledged), with the unit's
+        optional pre-period value of the metric (``covariate``, for CUPED)."""
+        return await serving.respond(self.gateway.feedback(request_id, outcome, covariate))
 
     # Lifecycle (audited; every replica follows within WORKBENCH_STATE_POLL_SECONDS).
     @bentoml.api(route="/admin/pause")

@@ -12,7 +12,9 @@ A :class:`Fold` holds, per arm:
   al.'s formula); ``scores`` (``log_score``, ``brier``) the same moments plus every value,
   in event order, while an arm has at most :data:`N_EXACT` of them (the exact Bayesian
   bootstrap needs them; above, :mod:`workbench.bootstrap` uses its large-sample limit);
-  ``skipped``: stored outcomes the metric cannot take;
+  ``skipped``: stored outcomes the metric cannot take; ``cuped``: over the rows with a
+  finite outcome and a pre-period covariate, their joint moments (:class:`CoMoments`, for
+  :mod:`workbench.cuped`);
 - by serving arm, over every scored row: interval ``coverage`` (rows, inside, width sum)
   and ``reliability`` (per probability bin: rows, predicted sum, observed sum).
 
@@ -73,6 +75,46 @@ class Moments:
 
 
 @dataclass
+class CoMoments:
+    """Joint moments of pairs (x, y): count, means, sums of squared deviations and the sum
+    of cross-deviations (``cxy``), what a regression of y on x needs (CUPED's theta)."""
+
+    n: int = 0
+    mean_x: float = 0.0
+    mean_y: float = 0.0
+    m2_x: float = 0.0
+    m2_y: float = 0.0
+    cxy: float = 0.0
+
+    @classmethod
+    def of(cls, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+           ) -> CoMoments:
+        xs, ys = np.asarray(x, float), np.asarray(y, float)
+        if not len(xs):
+            return cls()
+        mx, my = float(xs.mean()), float(ys.mean())
+        dx, dy = xs - mx, ys - my
+        return cls(len(xs), mx, my, float((dx * dx).sum()), float((dy * dy).sum()),
+                   float((dx * dy).sum()))
+
+    def merge(self, other: CoMoments) -> CoMoments:
+        """Chan et al.'s pairwise update, as :meth:`Moments.merge`, for the cross term too."""
+        if not other.n:
+            return CoMoments(*self.to_list())
+        if not self.n:
+            return CoMoments(*other.to_list())
+        n = self.n + other.n
+        dx, dy = other.mean_x - self.mean_x, other.mean_y - self.mean_y
+        w = self.n * other.n / n
+        return CoMoments(n, self.mean_x + dx * other.n / n, self.mean_y + dy * other.n / n,
+                         self.m2_x + other.m2_x + dx * dx * w,
+                         self.m2_y + other.m2_y + dy * dy * w, self.cxy + other.cxy + dx * dy * w)
+
+    def to_list(self) -> list[Any]:
+        return [self.n, self.mean_x, self.mean_y, self.m2_x, self.m2_y, self.cxy]
+
+
+@dataclass
 class Score:
     """A score's moments, and its values in event order while there are at most N_EXACT."""
 
@@ -107,6 +149,7 @@ class Fold:
         default_factory=lambda: {m: {} for m in METRICS})
     coverage: dict[str, list[float]] = field(default_factory=dict)
     reliability: dict[str, list[list[float]]] = field(default_factory=dict)
+    cuped: dict[str, CoMoments] = field(default_factory=dict)
 
     def merge(self, other: Fold) -> Fold:
         """The fold of both sets of events (``self``'s first, for the score values' order)."""
@@ -124,6 +167,8 @@ class Fold:
         add_lists(out.binary, other.binary)
         for arm, mom in other.continuous.items():
             out.continuous[arm] = out.continuous.get(arm, Moments()).merge(mom)
+        for arm, co in other.cuped.items():
+            out.cuped[arm] = out.cuped.get(arm, CoMoments()).merge(co)
         for metric, by_arm in other.scores.items():
             for arm, score in by_arm.items():
                 mine_s = out.scores.setdefault(metric, {})
@@ -152,7 +197,8 @@ class Fold:
                            for metric, by_arm in self.scores.items()},
                 "skipped": {m: dict(d) for m, d in self.skipped.items()},
                 "coverage": {a: list(v) for a, v in self.coverage.items()},
-                "reliability": {a: [list(b) for b in v] for a, v in self.reliability.items()}}
+                "reliability": {a: [list(b) for b in v] for a, v in self.reliability.items()},
+                "cuped": {a: c.to_list() for a, c in self.cuped.items()}}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Fold:
@@ -169,7 +215,8 @@ class Fold:
                 for metric, by_arm in raw["scores"].items()},
             skipped={m: {} for m in METRICS} | {m: dict(d) for m, d in raw["skipped"].items()},
             coverage={a: list(v) for a, v in raw["coverage"].items()},
-            reliability={a: [list(b) for b in v] for a, v in raw["reliability"].items()})
+            reliability={a: [list(b) for b in v] for a, v in raw["reliability"].items()},
+            cuped={a: CoMoments(*v) for a, v in raw.get("cuped", {}).items()})
 
     # -- what the read-out asks of it --
 

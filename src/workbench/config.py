@@ -11,7 +11,7 @@
     control: control         # default: the first arm
     shadow: {name: shadow, model: candidate}   # optional: mirrored, logged, never returned
     metric: binary           # binary | continuous | log_score | brier
-    decision: {prob_best: 0.95, min_outcomes: 100}
+    decision: {prob_best: 0.95, min_outcomes: 100, min_effect: 0.0}
     bandit: {min_weight: 0.1, update_seconds: 10}
     guardrails:              # optional: breach one and the arm is paused (traffic to control)
       error_rate: 0.05       # max share of an arm's requests answered by the fallback
@@ -29,6 +29,7 @@ aliases on a binary outcome.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,8 +56,19 @@ class Arm:
 
 @dataclass(frozen=True)
 class Decision:
+    """When to declare a winner, and the smallest effect worth having.
+
+    ``min_effect``: the read-out reports each arm's P(improvement over control >
+    min_effect), a region of practical equivalence: a relative lift for ``binary`` and
+    ``continuous`` metrics (0.02 is +2%), an absolute difference of the score for
+    ``log_score`` and ``brier`` (for ``brier``, lower is better: the improvement is a
+    decrease). 0 gives the chance to beat control; a negative value a non-inferiority
+    margin.
+    """
+
     prob_best: float = 0.95
     min_outcomes: int = 100
+    min_effect: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,8 @@ def parse(raw: Any, *, source: str = "config") -> ExperimentConfig:
         else None
     if shadow and shadow.name in names:
         raise fail(f"shadow {shadow.name!r} clashes with an arm", "a distinct name")
+    if isinstance(raw.get("decision"), dict):
+        _check_min_effect(raw["decision"], metric, fail)
     decision = _section(raw, "decision", Decision, fail)
     bandit = _section(raw, "bandit", Bandit, fail)
     if not 0.5 < decision.prob_best < 1:
@@ -201,6 +215,18 @@ def parse(raw: Any, *, source: str = "config") -> ExperimentConfig:
                             auto_conclude=parse_auto_conclude(raw.get("auto_conclude"),
                                                               source=f"{source}: auto_conclude"),
                             check_seconds=float(check))
+
+
+def _check_min_effect(decision: dict[str, Any], metric: str, fail: Any) -> None:
+    value = decision.get("min_effect", 0.0)
+    relative = metric in ("binary", "continuous")
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not math.isfinite(value) or (relative and not -1 < value < 10):
+        raise fail(f"invalid decision.min_effect {value!r}",
+                   "a relative lift in (-1, 10) for the binary and continuous metrics "
+                   "(0.02 is +2%)" if relative else
+                   f"a finite difference of the {metric} score (the improvement over "
+                   "control an arm must beat)")
 
 
 def _guardrails(raw: Any, fail: Any) -> Guardrails:

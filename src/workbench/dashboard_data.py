@@ -34,7 +34,8 @@ def traffic(result: dict[str, Any], config: ExperimentConfig) -> pd.DataFrame:
 
 
 def summary_table(result: dict[str, Any]) -> pd.DataFrame:
-    """One row per arm: the metric's posterior, P(best), expected loss and lift."""
+    """One row per arm: the metric's posterior, P(best), expected loss, lift, and
+    P(improvement over control > the configured minimum effect)."""
     rows = []
     for a in result["arms"]:
         lift = a["lift"] or {}
@@ -43,7 +44,8 @@ def summary_table(result: dict[str, Any]) -> pd.DataFrame:
                      "90% high": (a["interval"] or [None, None])[1],
                      "P(best)": a["prob_best"], "expected loss": a["expected_loss"],
                      "lift": lift.get("mean"), "lift low": lift.get("lo"),
-                     "lift high": lift.get("hi")})
+                     "lift high": lift.get("hi"),
+                     "P(lift > min effect)": a.get("prob_min_effect")})
     return pd.DataFrame(rows)
 
 

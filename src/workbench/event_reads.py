@@ -104,16 +104,17 @@ def _counts(conn: sa.Connection, conds: Sequence[Any], timeline: Timeline | None
 
 def _observed(conn: sa.Connection, conds: Sequence[Any]) -> Iterator[list[tuple[Any, ...]]]:
     """Observed requests in chunks, in event order: (ts, assigned arm, serving arm,
-    status, summary, outcome), JSON decoded."""
+    status, summary, outcome, covariate), JSON decoded."""
     query = (sa.select(p.c.ts, p.c.arm, p.c.status, p.c.fallback_from,
-                       sa.cast(p.c.summary, sa.Text), sa.cast(o.c.outcome, sa.Text))
+                       sa.cast(p.c.summary, sa.Text), sa.cast(o.c.outcome, sa.Text),
+                       o.c.covariate)
              .select_from(p.join(o, o.c.request_id == KEY)).where(*conds)
              .order_by(p.c.ts, p.c.request_id))
     result = conn.execute(query.execution_options(yield_per=CHUNK))
     seen: dict[str, Any] = {}  # outcomes repeat (0, 1, class names): decode each once
     for part in result.partitions():
         chunk = []
-        for ts, arm, status, fallback_from, summary, outcome in part:
+        for ts, arm, status, fallback_from, summary, outcome, covariate in part:
             if isinstance(outcome, str) and outcome in seen:
                 value = seen[outcome]
             else:
@@ -122,7 +123,7 @@ def _observed(conn: sa.Connection, conds: Sequence[Any]) -> Iterator[list[tuple[
                         not isinstance(value, list | dict):
                     seen[outcome] = value
             chunk.append((ts, assigned(arm, status, fallback_from), arm, status,
-                          _json(summary), value))
+                          _json(summary), value, covariate))
         yield chunk
 
 

@@ -90,6 +90,7 @@ class Events:
     outcome: list[Any]  # None where no feedback arrived
     instances: list[Any] = field(default_factory=list)  # empty unless read with_instances
     fallback_from: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    covariate: list[Any] = field(default_factory=list)  # sent with the feedback (CUPED)
 
     def __len__(self) -> int:
         return len(self.request_id)
@@ -111,7 +112,8 @@ def read(eng: sa.Engine, experiment: str, *, since: float | None = None,
     p, o = predictions, outcomes
     key = sa.func.coalesce(p.c.parent_id, p.c.request_id)
     cols = [p.c.request_id, p.c.parent_id, p.c.ts, p.c.arm, p.c.model_tag, p.c.unit,
-            p.c.latency_ms, p.c.status, p.c.summary, o.c.outcome, p.c.fallback_from]
+            p.c.latency_ms, p.c.status, p.c.summary, o.c.outcome, p.c.fallback_from,
+            o.c.covariate]
     if with_instances:
         cols.append(p.c.instances)
     query = (sa.select(*cols).select_from(p.outerjoin(o, o.c.request_id == key))
@@ -128,7 +130,7 @@ def read(eng: sa.Engine, experiment: str, *, since: float | None = None,
         latency_ms=np.asarray([np.nan if v is None else v for v in col[6]], dtype=float),
         status=np.asarray(col[7], dtype=object), summary=[_json(v) for v in col[8]],
         outcome=[_json(v) for v in col[9]], fallback_from=np.asarray(col[10], dtype=object),
-        instances=[_json(v) for v in col[11]] if with_instances else [])
+        covariate=list(col[11]), instances=[_json(v) for v in col[12]] if with_instances else [])
 
 
 def experiments(eng: sa.Engine) -> list[str]:

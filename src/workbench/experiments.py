@@ -2,11 +2,15 @@
 
 Per arm, the metric's posterior, the probability to be best, the expected loss (what
 choosing this arm costs, in metric units, if another is in fact better), the credible
-interval of the lift over control, and a decision against the configured threshold:
+interval of the lift over control, the probability that the arm improves on control by
+more than ``decision.min_effect`` (a region of practical equivalence), and a decision
+against the configured threshold. For two arms, P(best) and the expected loss are
+GrowthBook's chance to win and risk (:mod:`workbench.closed_forms`, checked by the tests):
 
 - ``binary``: the outcome rate, Beta-Binomial in closed form (uniform prior);
 - ``continuous``: the outcome mean, a NumPyro model (Normal per arm, on sufficient
-  statistics, so NUTS compiles once);
+  statistics, so NUTS compiles once); on CUPED-adjusted outcomes where every outcome came
+  with a pre-period covariate (:mod:`workbench.cuped`);
 - ``log_score`` / ``brier``: each arm's mean log predictive density (higher is better) or
   Brier score (lower is better) of its served predictions on the observed outcomes, with
   a Bayesian bootstrap for the uncertainty (exact up to ``aggregates.N_EXACT`` outcomes
@@ -30,6 +34,7 @@ import numpy as np
 from scipy import stats
 
 # brier, log_score and bayesian_bootstrap have been public here from the start
+from workbench import cuped
 from workbench.aggregates import Fold, Moments, Score
 from workbench.bootstrap import bayesian_bootstrap as bayesian_bootstrap
 from workbench.bootstrap import mean_draws
@@ -57,6 +62,8 @@ class ArmReadout:
     expected_loss: float | None
     lift: dict[str, Any] | None  # over control: mean, lo, hi, relative (for rates/means)
     is_control: bool = False
+    # P(improvement over control > decision.min_effect): lift > it (brier: -lift > it)
+    prob_min_effect: float | None = None
     weight: float | None = None
     density: dict[str, list[float]] | None = None  # the posterior's density, for plots
 
@@ -78,6 +85,9 @@ class Readout:
     # what `workbench events prune` folded into the aggregate (None: nothing pruned)
     totals: dict[str, int] = field(default_factory=dict)
     pruned: dict[str, Any] | None = None
+    min_effect: float = 0.0  # the configured decision.min_effect (see prob_min_effect)
+    # CUPED's theta, rho and variance reduction (None: no covariates; workbench.cuped)
+    cuped: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +121,18 @@ def lift(draws: np.ndarray, control: int, *, relative: bool) -> list[dict[str, f
     lo, hi = np.quantile(diff, [0.05, 0.95], axis=0)
     return [{"mean": float(m), "lo": float(a), "hi": float(b), "relative": relative}
             for m, a, b in zip(diff.mean(axis=0), lo, hi, strict=True)]
+
+
+def prob_min_effect(draws: np.ndarray, control: int, min_effect: float, *, relative: bool,
+                    higher_is_better: bool = True) -> np.ndarray:
+    """P(an arm improves on ``control`` by more than ``min_effect``) per arm.
+
+    The improvement is the lift of :func:`lift` (relative or absolute), negated where
+    lower is better; ``min_effect`` 0 gives the chance to beat control.
+    """
+    c = draws[:, [control]]
+    diff = (draws - c) / np.abs(c) if relative else draws - c
+    return ((diff if higher_is_better else -diff) > min_effect).mean(axis=0)
 
 
 def srm(observed: dict[str, int], weights: dict[str, float]) -> dict[str, Any] | None:
@@ -201,8 +223,9 @@ def fold_draws(fold: Fold, config: ExperimentConfig, *, samples: int = DRAWS, se
                                      np.array(counts))
         return rng.beta(alpha, beta, size=(samples, len(names))), counts
     if metric == "continuous":
-        return continuous_draws([fold.continuous.get(a, Moments()) for a in names],
-                                min(samples, 4000), seed), counts
+        adjusted, _ = cuped.adjust(fold, names, metric)
+        moments = adjusted or [fold.continuous.get(a, Moments()) for a in names]
+        return continuous_draws(moments, min(samples, 4000), seed), counts
     return np.stack([mean_draws(fold.scores[metric].get(a, Score()), samples, rng)
                      for a in names], axis=1), counts
 
@@ -242,7 +265,10 @@ def summarize(fold: Fold, config: ExperimentConfig, *, weights: dict[str, float]
     prob = prob_best(np.where(observed, draws, -np.inf if higher else np.inf),
                      higher_is_better=higher)
     loss = expected_loss(np.nan_to_num(draws), higher_is_better=higher)
-    lifts = lift(draws, control, relative=config.metric in ("binary", "continuous"))
+    relative = config.metric in ("binary", "continuous")
+    lifts = lift(draws, control, relative=relative)
+    beyond = prob_min_effect(draws, control, config.decision.min_effect, relative=relative,
+                             higher_is_better=higher)
     n_served = {a: fold.served(a) for a in names}
     arms_out = []
     for k, arm in enumerate(config.arms):
@@ -256,7 +282,9 @@ def summarize(fold: Fold, config: ExperimentConfig, *, weights: dict[str, float]
             expected_loss=float(loss[k]) if has else None,
             lift=lifts[k] if has and k != control and counts[control] > 0 else None,
             is_control=k == control, weight=(weights or config.weights).get(arm.name),
-            density=_density(col) if has else None))
+            density=_density(col) if has else None,
+            prob_min_effect=float(beyond[k]) if has and k != control and counts[control] > 0
+            else None))
     srm_result = srm(n_served, expected or config.weights) if config.mode == "split" \
         else None
     return Readout(
@@ -265,7 +293,8 @@ def summarize(fold: Fold, config: ExperimentConfig, *, weights: dict[str, float]
         coverage=fold.coverage_table(), reliability=fold.reliability_table(),
         skipped=sum(fold.skipped.get(config.metric, {}).get(a, 0) for a in names),
         totals={"predictions": fold.total(), "outcomes": fold.total(outcomes=True,
-                                                                      shadow=True)})
+                                                                      shadow=True)},
+        min_effect=config.decision.min_effect, cuped=cuped.adjust(fold, names, config.metric)[1])
 
 
 def _density(col: np.ndarray, points: int = 60) -> dict[str, list[float]]:

@@ -10,6 +10,9 @@ exactly once whichever replica receives them.
   model's class names for a classifier (or 0/1/true/false for a binary one). A list gives
   one outcome per row of the request. Anything else is an :class:`InputError` naming what
   was expected, before anything is stored.
+- **Covariates** (optional): the unit's value of the metric before the experiment, for
+  CUPED (:mod:`workbench.cuped`): a finite number, one per request, applying to each of its
+  rows; anything else (NaN, infinity, a string, true/false) is an :class:`InputError`.
 - **De-duplication** is the ``outcomes`` table's primary key, shared by every replica: the
   first outcome for a request id is recorded, a repeat is acknowledged as a duplicate.
 """
@@ -58,6 +61,14 @@ def expected(metric: str, kind: str, classes: Sequence[str]) -> str:
         " or 0, 1, true, false" if kind == "binary" else "")
 
 
+def describe(metric: str, kind: str, classes: Sequence[str]) -> dict[str, str]:
+    """What ``POST /feedback`` takes, field by field (the gateway's ``/metadata``)."""
+    return {"request_id": "from /predict",
+            "outcome": expected(metric, kind, classes) + ", or a list, one per row",
+            "covariate": "optional: a finite number, the unit's value of the metric before "
+                         "the experiment (CUPED)"}
+
+
 def check_outcome(outcome: Any, *, metric: str, kind: str, classes: Sequence[str],
                   n_rows: int) -> Any:
     """The outcome, normalised for storage (0/1 for binary, a float, or a class name), or
@@ -70,6 +81,23 @@ def check_outcome(outcome: Any, *, metric: str, kind: str, classes: Sequence[str
                                                  f"{n_rows}, one per row"})
         return [_one(v, metric, kind, classes, want) for v in outcome]
     return _one(outcome, metric, kind, classes, want)
+
+
+def check_covariate(covariate: Any) -> float | None:
+    """The pre-period covariate as a float (None when not sent), or :class:`InputError`
+    saying what was expected."""
+    if covariate is None:
+        return None
+    if _number(covariate):
+        try:
+            value = float(covariate)
+        except OverflowError:  # an integer beyond a float's range
+            value = math.inf
+        if math.isfinite(value):
+            return value
+    raise InputError(f"invalid covariate {_short(covariate)}", detail={
+        "expected": "a finite number: the unit's value of the metric before the experiment "
+                    "(CUPED), or leave it out"})
 
 
 def _one(value: Any, metric: str, kind: str, classes: Sequence[str], want: str) -> Any:

@@ -26,6 +26,7 @@ from workbench.aggregates import (
     N_EXACT,
     SCORED,
     SCORES,
+    CoMoments,
     Fold,
     Moments,
     Score,
@@ -68,7 +69,8 @@ class Folder:
     were chunked: sums run row by row, and moments are taken per block of :data:`BLOCK`
     values of an arm (numpy's pairwise sums within a block, Chan's merge between blocks).
 
-    Rows are ``(assigned arm, serving arm, status, summary, outcome)``, decoded. The
+    Rows are ``(assigned arm, serving arm, status, summary, outcome)``, decoded, with an
+    optional sixth item: the request's pre-period covariate (None without). The
     metrics take the rows of counted statuses by assigned arm; calibration takes every
     ``scored`` status by serving arm. Rows the metric cannot take are counted in
     ``skipped``, never fatal.
@@ -81,7 +83,7 @@ class Folder:
 
     def add(self, rows: Iterable[tuple[str, str, str, Any, Any]]) -> None:
         arms, counted, scored = self.arms, self.counted, self.scored
-        for assigned, served, status, summary, outcome in rows:
+        for assigned, served, status, summary, outcome, *covariate in rows:
             if outcome is None or not isinstance(summary, list) or not summary:
                 continue
             count, score = status in counted, status in scored
@@ -94,14 +96,18 @@ class Folder:
             mine = (arms.get(assigned) or arms.setdefault(assigned, _Sums())) if count \
                 else None
             theirs = (arms.get(served) or arms.setdefault(served, _Sums())) if score else None
+            x = _finite(covariate[0]) if covariate and mine is not None else None
             for row, value in zip(summary, outs, strict=True):
                 if not isinstance(row, dict):
                     continue
                 b, c, (log, brier_), reliable, covered = observe(row, value)
                 if mine is not None:
                     mine.add(b, c, log, brier_)
+                    if x is not None and c is not None:
+                        mine.pairs[0].append(x)
+                        mine.pairs[1].append(c)
                     if len(mine.values[0]) >= BLOCK or len(mine.values[1]) >= BLOCK or \
-                            len(mine.values[2]) >= BLOCK:
+                            len(mine.values[2]) >= BLOCK or len(mine.pairs[0]) >= BLOCK:
                         mine.flush(self.fold, assigned)
                 if theirs is not None and reliable is not None:
                     p, y = reliable
@@ -140,11 +146,12 @@ def fold_rows(fold: Fold, rows: Iterable[tuple[str, str, str, Any, Any]], *,
 class _Sums:
     """One arm's sums over the rows added to a :class:`Folder`."""
 
-    __slots__ = ("binary", "values", "skipped", "bins", "p", "y", "coverage")
+    __slots__ = ("binary", "values", "pairs", "skipped", "bins", "p", "y", "coverage")
 
     def __init__(self) -> None:
         self.binary = [0, 0]
         self.values: tuple[list[float], list[float], list[float]] = ([], [], [])
+        self.pairs: tuple[list[float], list[float]] = ([], [])  # (covariate, outcome)
         self.skipped = [0, 0, 0, 0]  # binary, continuous, log_score, brier
         self.bins, self.p, self.y = [0] * BINS, [0.0] * BINS, [0.0] * BINS
         self.coverage = [0, 0.0, 0.0]
@@ -168,6 +175,9 @@ class _Sums:
             if len(values) >= BLOCK:
                 _moments(fold, arm, k, values[:BLOCK])
                 del values[:BLOCK]
+        if len(self.pairs[0]) >= BLOCK:
+            _comoments(fold, arm, self.pairs[0][:BLOCK], self.pairs[1][:BLOCK])
+            del self.pairs[0][:BLOCK], self.pairs[1][:BLOCK]
 
     def into(self, fold: Fold, arm: str) -> None:
         """Add these sums to ``fold`` (they stay as they are)."""
@@ -179,6 +189,8 @@ class _Sums:
         for k, values in enumerate(self.values):
             if values:
                 _moments(fold, arm, k, values)
+        if self.pairs[0]:
+            _comoments(fold, arm, *self.pairs)
         if any(self.bins):
             bins = fold.reliability.setdefault(arm, [[0, 0.0, 0.0] for _ in range(BINS)])
             for k in range(BINS):
@@ -195,6 +207,10 @@ def _moments(fold: Fold, arm: str, k: int, values: list[float]) -> None:
     by_arm = fold.scores[SCORES[k - 1]]
     by_arm[arm] = by_arm.get(arm, Score()).merge(
         Score(Moments.of(values), list(values) if len(values) <= N_EXACT else None))
+
+
+def _comoments(fold: Fold, arm: str, x: list[float], y: list[float]) -> None:
+    fold.cuped[arm] = fold.cuped.get(arm, CoMoments()).merge(CoMoments.of(x, y))
 
 
 def observe(row: dict[str, Any], value: Any) -> tuple[
@@ -308,8 +324,9 @@ def fold_events(data: Events, *, counted: Sequence[str] = COUNTED,
     else:
         fold.expected = None
     idx = np.flatnonzero(has)
-    fold_rows(fold, ((arms[i], data.arm[i], data.status[i], data.summary[i], data.outcome[i])
-                     for i in idx), scored=() if served is not None else SCORED)
+    covariate = data.covariate if len(data.covariate) == len(data) else [None] * len(data)
+    fold_rows(fold, ((arms[i], data.arm[i], data.status[i], data.summary[i], data.outcome[i],
+                      covariate[i]) for i in idx), scored=() if served is not None else SCORED)
     if served is not None:
         scores = Fold(counted=())
         fold_rows(scores, ((a, a, s, m, o) for a, s, m, o in zip(

@@ -193,10 +193,12 @@ class Gateway:
 
     # -- feedback ----------------------------------------------------------------------------
 
-    async def feedback(self, request_id: Any, outcome: Any) -> dict[str, Any]:
-        """``POST /feedback``: check the outcome against the metric and the model that
-        served the request, store it once (a repeat is acknowledged as a duplicate)."""
+    async def feedback(self, request_id: Any, outcome: Any, covariate: Any = None
+                       ) -> dict[str, Any]:
+        """``POST /feedback``: check the outcome (and the optional pre-period ``covariate``,
+        for CUPED) and store them once (a repeat is acknowledged as a duplicate)."""
         request_id = feedback.check_request_id(request_id)
+        pre = feedback.check_covariate(covariate)
         try:
             found = await self._prediction(request_id)
         except Exception as exc:
@@ -213,7 +215,7 @@ class Gateway:
         try:
             recorded = await asyncio.to_thread(events.record_outcome, self.engine, {
                 "request_id": request_id, "ts": time.time(), "experiment": self.config.name,
-                "outcome": value})
+                "outcome": value, "covariate": pre})
         except Exception as exc:
             _store_unreachable_is_503(exc)
             raise
@@ -324,8 +326,7 @@ class Gateway:
                 "request": {"unit": f"string or integer (at most {MAX_UNIT} characters)",
                             "instances": "rows as lists or objects keyed by feature name",
                             "interval_mass": "(0, 1)", "draws": f"0..{MAX_RETURNED_DRAWS}"},
-                "feedback": {"request_id": "from /predict", "outcome": feedback.expected(
-                    self.config.metric, arm.kind, arm.targets) + ", or a list, one per row"}}
+                "feedback": feedback.describe(self.config.metric, arm.kind, arm.targets)}
 
     def health(self) -> dict[str, Any]:
         """The event pipeline's state: writer, database, spool (``/health/all``)."""

@@ -26,8 +26,12 @@ def print_readout(readout: dict[str, Any]) -> None:
         return "-" if v is None else format(v, spec)
 
     table = Table(title=f"{readout['experiment']}: {readout['metric']}", show_header=True)
+    relative = readout["metric"] in ("binary", "continuous")
+    min_effect = readout.get("min_effect", 0.0)
+    beyond = f"P(lift > {min_effect:{'+.1%' if relative else '+.4g'}})" \
+        if readout["higher_is_better"] else f"P(lift < {-min_effect:+.4g})"
     for col in ("arm", "predictions", "outcomes", "metric (90% CI)", "P(best)",
-                "expected loss", "lift vs control (90% CI)"):
+                "expected loss", "lift vs control (90% CI)", beyond):
         table.add_column(col)
     for a in readout["arms"]:
         ci = f"{fmt(a['mean'])} [{fmt(a['interval'][0])}, {fmt(a['interval'][1])}]" \
@@ -37,7 +41,8 @@ def print_readout(readout: dict[str, Any]) -> None:
         lift_s = (f"{lift['mean']:{spec}} [{lift['lo']:{spec}}, {lift['hi']:{spec}}]"
                   if lift else ("control" if a["is_control"] else "-"))
         table.add_row(a["arm"], str(a["predictions"]), str(a["outcomes"]), ci,
-                      fmt(a["prob_best"], ".3f"), fmt(a["expected_loss"], ".4g"), lift_s)
+                      fmt(a["prob_best"], ".3f"), fmt(a["expected_loss"], ".4g"), lift_s,
+                      fmt(a.get("prob_min_effect"), ".3f"))
     out = console()
     out.print(table)
     d = readout["decision"]
@@ -47,6 +52,11 @@ def print_readout(readout: dict[str, Any]) -> None:
         out.print(("[red]SAMPLE RATIO MISMATCH[/] " if s["mismatch"] else "split ok ")
                   + f"(chi-square p = {s['p_value']:.3g}; observed {s['observed']}, "
                     f"expected {s['expected']})")
+    if readout.get("cuped"):
+        c = readout["cuped"]
+        out.print(f"CUPED: theta {c['theta']:.4g}, rho {c['rho']:.3f}, variance reduced by "
+                  f"{c['variance_reduction']:.1%} ({c['outcomes']} outcomes with a covariate)"
+                  if c["applied"] else f"CUPED not applied: {c['reason']}")
     if readout.get("skipped"):
         out.print(f"[yellow]{readout['skipped']} stored outcome(s) the metric cannot take "
                   "were skipped[/]")

@@ -3,7 +3,8 @@
 - ``predictions``: every served prediction (primary, fallback, shadow, or served while the
   experiment was paused or concluded), keyed by its request id;
 - ``outcomes``: the feedback on a prediction, at most one per request id (the primary key
-  is the de-duplication every replica shares);
+  is the de-duplication every replica shares), with the unit's pre-period covariate when
+  the client sent one (CUPED, :mod:`workbench.cuped`);
 - ``experiments``: the configuration each experiment last ran with;
 - ``experiment_state``: the live state of each experiment (status, weights, winner, a
   version bumped on every change), the single source of truth that replicas poll;
@@ -51,6 +52,7 @@ outcomes = sa.Table(
     sa.Column("ts", sa.Float, nullable=False),
     sa.Column("experiment", sa.String(128), nullable=False, index=True),
     sa.Column("outcome", sa.JSON, nullable=False),  # a number, or one per row
+    sa.Column("covariate", sa.Float),  # the unit's pre-period value, for CUPED (optional)
 )
 
 registry = sa.Table(
