@@ -89,7 +89,9 @@ def test_tabs_render_from_the_event_store(db):
     assert _totals(latency["requests and fallbacks per time bin"]) == {"requests": 120,
                                                                         "errors": 0}
     tab = app.uncertainty_tab()
-    uncertainty = [pane.object for pane in tab]
+    *plots, inputs = tab
+    uncertainty = [pane.object for pane in plots]
+    assert "No drift to show" in inputs[-1].object  # these models are not in the store
     assert _title(tab[0]) == "served interval widths"
     assert _totals(uncertainty[0]) == {"control": 60, "treatment": 60}  # one row each
     reliability = uncertainty[1].get(0)  # the arms' curves, under the diagonal
@@ -107,6 +109,33 @@ def _totals(overlay) -> dict[str, float]:
     """Each element of an overlay: the sum of its values (a histogram: its count)."""
     return {key: float(element.dframe().iloc[:, -1].sum())
             for key, element in zip(overlay.keys(), overlay.values(), strict=True)}
+
+
+def test_the_uncertainty_tab_shows_ood_flags_and_a_planted_drift(db):
+    from dataclasses import replace
+
+    from workbench import ood
+
+    rng = np.random.default_rng(3)
+    base = make_posterior("binary", name="dash-drift")
+    train = rng.normal(base.x_loc, base.x_scale, size=(1000, 4))
+    tag = store.save(replace(base, inputs=ood.summarize((train - base.x_loc) / base.x_scale)))
+    served = rng.normal(base.x_loc, base.x_scale, size=(400, 4))
+    served[:, 1] += 2 * base.x_scale[1]  # the traffic moved in one feature
+    eng = events.engine(db)
+    events.write_now(eng, "predictions", [
+        {"request_id": uuid.uuid4().hex, "parent_id": None, "ts": time.time() - 400 + i,
+         "experiment": "exp-d", "arm": "control", "model_tag": tag, "unit": str(i),
+         "latency_ms": 1.0, "status": "ok", "fallback_from": None, "n_rows": 1,
+         "summary": [{"mean": 0.5, "std": 0.1, "interval": [0.3, 0.7], "distance": 1.0,
+                      "ood": i % 4 == 0}], "instances": [row.tolist()]}
+        for i, row in enumerate(served)])
+    view = dashboard.inputs_view(eng, "exp-d")
+    assert view[1].object == f"**Out of distribution**: {tag}: 25.0% of 400 rows"
+    table = view[3].value
+    top = table.iloc[0]
+    assert (top.feature, top.level, top.rows) == ("x1", "major", 400)
+    assert set(table.level[table.feature != "x1"]) == {"stable"}
 
 
 def test_refresh_picks_up_new_events(db):

@@ -72,6 +72,10 @@ def test_fit_records_diagnostics_scores_and_provenance():
     assert posterior.data["fingerprint"] == data.fingerprint()
     assert posterior.sampler["samples"] == 200 and posterior.sampler["algorithm"] == "NUTS"
     assert posterior.samples["coef"].shape == (1, 200, 4, 2)
+    # the training inputs' summary, for the ood flag (tests/test_ood.py)
+    assert set(posterior.inputs) == {"loc", "factor", "held_out", "edges", "shares"}
+    assert posterior.inputs["factor"].shape == (4, 4) and len(posterior.inputs["held_out"]) \
+        == posterior.data["rows_train"]
 
 
 def test_regression_scores_include_coverage():

@@ -23,6 +23,8 @@ import numpy as np
 from workbench.errors import ArtifactMismatch, CorruptArtifact
 
 FORMAT = "workbench.posterior/1"
+INPUT_DIMS = {"loc": ["feature"], "factor": ["feature", "feature_"], "held_out": ["held_out"],
+              "edges": ["feature", "edge"], "shares": ["feature", "bin"]}
 FILENAME = "posterior.nc"
 
 
@@ -56,6 +58,8 @@ class Posterior:
     # The feature service it was trained from (workbench.features.FeatureSpec.to_dict()):
     # empty when trained on raw features.
     features: dict[str, Any] = field(default_factory=dict)
+    # The training inputs' summary (workbench.ood.summarize): empty for older artifacts.
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_draws(self) -> int:
@@ -106,9 +110,11 @@ class Posterior:
         idata = az.from_dict(
             posterior={k: np.asarray(v) for k, v in self.samples.items()},
             sample_stats={k: np.asarray(v) for k, v in self.sample_stats.items()} or None,
-            constant_data={"x_loc": self.x_loc, "x_scale": self.x_scale},
+            constant_data={"x_loc": self.x_loc, "x_scale": self.x_scale} | {
+                f"inputs_{k}": v for k, v in self.inputs.items()},
             coords=coords | {"feature": list(self.feature_names)},
-            dims=dims | {"x_loc": ["feature"], "x_scale": ["feature"]},
+            dims=dims | {"x_loc": ["feature"], "x_scale": ["feature"]} | {
+                f"inputs_{k}": INPUT_DIMS.get(k, []) for k in self.inputs},
         )
         idata.posterior.attrs["workbench"] = json.dumps(self.attrs(), default=_json_default)
         return idata
@@ -189,7 +195,9 @@ def _read(source: Any, where: str, *, model: str | None, kind: str | None) -> Po
         "scores", "data", "workbench_version", "created", "features") if k in attrs}
     posterior = Posterior(
         feature_names=tuple(attrs["feature_names"]), target_names=tuple(attrs["target_names"]),
-        samples=samples, sample_stats=stats, x_loc=x_loc, x_scale=x_scale, **fields)
+        samples=samples, sample_stats=stats, x_loc=x_loc, x_scale=x_scale,
+        inputs={k.removeprefix("inputs_"): np.asarray(v, np.float64)
+                for k, v in constant.items() if k.startswith("inputs_")}, **fields)
     if posterior.model_id != attrs.get("model_id"):
         raise ArtifactMismatch(
             f"the attributes of {where} do not match its model id",

@@ -24,6 +24,10 @@ def describe(served: Served) -> dict[str, Any]:
     if p.kind != "regression":
         output |= {"probabilities": {t: "float" for t in p.target_names},
                    "label": f"one of {list(p.target_names)}"}
+    if pred.ood is not None:
+        output |= {"distance": "float (from the training inputs, in standard deviations)",
+                   "ood": f"bool (distance > {pred.ood.threshold:.3g}: a training row's "
+                          f"chance {pred.ood.rate:g})"}
     return {
         "tag": served.tag,
         "aliases": served.aliases,

@@ -24,6 +24,7 @@ from workbench import control, dashboard_features, event_reads, events, readout,
 from workbench import dashboard_data as frames
 from workbench.config import ExperimentConfig
 from workbench.dashboard_control import Confirmation, ControlPanel
+from workbench.dashboard_drift import inputs_view
 from workbench.dashboard_pipeline import PipelinePanel
 from workbench.settings import load
 
@@ -217,6 +218,7 @@ class Dashboard(pn.viewable.Viewer):
                 parts.append(pn.pane.Markdown("**Interval coverage**: " + ", ".join(
                     f"{a}: {c['coverage']:.1%} of {c['rows']}"
                     for a, c in out["coverage"].items())))
+            parts.append(inputs_view(self.engine, self.experiment))
         if not parts:
             parts.append(_empty("No served intervals with feedback yet."))
         return pn.Column(*parts, sizing_mode="stretch_width")

@@ -239,11 +239,12 @@ def latency_quantile(eng: sa.Engine, experiment: str, arm: str, q: float, *,
     return lo_hi[0] + (h - i) * (lo_hi[1] - lo_hi[0]), n
 
 
-def recent(eng: sa.Engine, experiment: str, *, limit: int = SAMPLE) -> events.Events:
+def recent(eng: sa.Engine, experiment: str, *, limit: int = SAMPLE,
+           with_instances: bool = False) -> events.Events:
     """The most recent ``limit`` events of ``experiment`` (all of them when fewer), oldest
     first, as :func:`workbench.events.read` returns them."""
     query = (sa.select(p.c.ts).where(p.c.experiment == experiment)
              .order_by(p.c.ts.desc()).offset(limit - 1).limit(1))
     with eng.connect() as conn:
         since = conn.execute(query).scalar()
-    return events.read(eng, experiment, since=since)
+    return events.read(eng, experiment, since=since, with_instances=with_instances)

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from workbench import __version__
+from workbench import __version__, ood
 from workbench.artifact import Posterior
 from workbench.datasets import Dataset, split
 from workbench.errors import ConfigError, DatasetError
@@ -110,7 +110,7 @@ def fit(model: str, data: Dataset, *, config: SamplerConfig | None = None,
         data={"dataset": data.name, "fingerprint": data.fingerprint(),
               "rows_train": len(train), "rows_test": len(test)},
         sample_stats={"diverging": diverging},
-        workbench_version=__version__,
+        workbench_version=__version__, inputs=ood.summarize(Xs, seed=config.seed),
     )
     posterior = _with_scores(posterior, test)
     warn_if_failing(posterior.diagnostics)

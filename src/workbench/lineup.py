@@ -73,11 +73,12 @@ def lineup(refs: Mapping[str, str], pool: Mapping[str, Served],
 
 
 def serve(tag: str, posterior: Posterior, *, buckets: tuple[int, ...], max_rows: int,
-          max_queue_rows: int = QUEUE_ROWS, features: Any = None) -> Served:
+          max_queue_rows: int = QUEUE_ROWS, features: Any = None,
+          ood_rate: float | None = None) -> Served:
     """``posterior`` ready to be served as ``tag``: its :class:`Predictor` (compiled per
     shape bucket at warm-up) and a :class:`MicroBatcher` stacking up to the largest bucket
     of rows per call. The Predictor service and stream consumers build theirs here."""
-    predictor = Predictor(posterior, buckets=buckets, max_rows=max_rows)
+    predictor = Predictor(posterior, buckets=buckets, max_rows=max_rows, ood_rate=ood_rate)
     batcher = MicroBatcher(lambda mass, X: predictor.summarize(X, mass),
                            max_rows=predictor.buckets[-1], max_queue_rows=max_queue_rows,
                            name=tag)

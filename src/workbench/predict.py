@@ -29,6 +29,8 @@ from workbench import compile_cache
 from workbench.artifact import Posterior
 from workbench.inputs import _is_checked, check_draws, check_interval_mass, validate_rows
 from workbench.models import OBS_SITE, get_spec
+from workbench.ood import Detector
+from workbench.settings import load
 
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 4, 16, 64, 256)
 DEFAULT_MASS = 0.9
@@ -49,6 +51,8 @@ class Prediction:
     probabilities: np.ndarray | None = None
     label: np.ndarray | None = None
     draws: np.ndarray | None = None
+    distance: np.ndarray | None = None  # from the training inputs (workbench.ood)
+    ood: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.mean)
@@ -65,6 +69,9 @@ class Prediction:
             columns["probabilities"] = [dict(zip(names, row, strict=True))
                                         for row in self.probabilities.tolist()]
             columns["label"] = [names[i] for i in self.label.tolist()]
+        if self.distance is not None and self.ood is not None:
+            columns["distance"] = self.distance.tolist()
+            columns["ood"] = self.ood.tolist()
         if self.draws is not None:
             columns["draws"] = self.draws.tolist()
         keys = list(columns)
@@ -85,12 +92,19 @@ class Predictor:
         The most rows one call may carry (larger requests are refused with a clear error).
     seed
         Seeds the noise draws of regression models (fixed, so answers are reproducible).
+    ood_rate
+        The false-alarm rate of each row's ``ood`` flag (:mod:`workbench.ood`; 0: no flag;
+        default: the ``WORKBENCH_OOD_RATE`` setting). Artifacts without a summary of their
+        training inputs get no flag.
     """
 
     def __init__(self, posterior: Posterior, *, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                 max_rows: int = 10_000, seed: int = 0) -> None:
+                 max_rows: int = 10_000, seed: int = 0, ood_rate: float | None = None) -> None:
         compile_cache.enable()  # a restart loads the compiled buckets from disk
         self.posterior = posterior
+        self.ood = Detector.from_summary(
+            posterior.inputs, posterior.x_loc, posterior.x_scale,
+            rate=load().ood_rate if ood_rate is None else ood_rate)
         self.spec = get_spec(posterior.model)
         self.buckets = tuple(sorted(set(int(b) for b in buckets)))
         if not self.buckets or self.buckets[0] < 1:
@@ -194,9 +208,11 @@ class Predictor:
     def summarize(self, X: np.ndarray, mass: float) -> dict[str, np.ndarray]:
         """The raw per-row arrays for validated rows ``X`` (what batching stacks and splits)."""
         parts = [self._run(chunk, mass) for chunk in _chunks(X, self.buckets[-1])]
-        if len(parts) == 1:
-            return parts[0]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        out = parts[0] if len(parts) == 1 else {
+            k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if self.ood is not None:
+            out["distance"] = self.ood.distance(X)
+        return out
 
     def prediction(self, arrays: dict[str, np.ndarray], mass: float, draws: int) -> Prediction:
         """A :class:`Prediction` from :meth:`summarize`'s arrays."""
@@ -205,6 +221,8 @@ class Predictor:
             upper=arrays["upper"], interval_mass=mass, target_names=self.posterior.target_names,
             probabilities=arrays.get("probabilities"), label=arrays.get("label"),
             draws=arrays["draws"][:, :draws] if draws else None,
+            distance=arrays.get("distance"), ood=None if self.ood is None or
+            "distance" not in arrays else self.ood.flags(arrays["distance"]),
         )
 
     @property

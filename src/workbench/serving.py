@@ -68,7 +68,8 @@ class ModelServer:
         Loads the posterior of a tag (the service passes the bento's model store).
     max_rows, cache, settings
         Rows per request and the prediction cache; by default from ``settings`` (default:
-        read now, :mod:`workbench.settings`), which also give the body and stream limits.
+        read now, :mod:`workbench.settings`), which also give the body and stream limits
+        and the false-alarm rate of the ``ood`` flag.
     """
 
     def __init__(self, models: Mapping[str, str] | Callable[[], Mapping[str, str]],
@@ -84,6 +85,7 @@ class ModelServer:
         self.retry_seconds = retry_seconds
         self.bento = bento
         self.max_rows = max_rows or s.max_rows
+        self.ood_rate = s.ood_rate
         self.buckets = buckets
         self._load = load
         self._lineup = Lineup()
@@ -127,7 +129,7 @@ class ModelServer:
 
             features = for_posterior(posterior)
         return serve(tag, posterior, buckets=self.buckets, max_rows=self.max_rows,
-                     features=features)
+                     features=features, ood_rate=self.ood_rate)
 
     def _load_pending(self) -> None:
         """Call the pending model source until it succeeds, logging every failure; the

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     max_rows: Count = _f(1024, "rows per /predict request")
     max_stream_rows: Count = _f(100_000, "rows per /predict/stream request")
     max_body_bytes: Count = _f(4 * 1024 * 1024, "bytes per request body")
+    ood_rate: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = _f(
+        0.01, "training rows flagged ood (false alarms); 0: no flag")
     log_format: Annotated[Literal["json", "text"], BeforeValidator(_lower)] = _f(
         "json", "log lines: json or text")
     access_log: OnOff = _f(True, "one log line per request")
