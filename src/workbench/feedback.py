@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import math
 import re
-import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from workbench import entropy
 from workbench.errors import InputError
 
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -34,7 +34,7 @@ MAX_REQUEST_ID = 64
 
 def new_request_id() -> str:
     """A fresh request id: the time in milliseconds (12 hex digits), then 20 random ones."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+    return f"{int(time.time() * 1000):012x}{entropy.token_hex(10)}"
 
 
 def issued_at(request_id: str) -> float | None:

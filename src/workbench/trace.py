@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextvars
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,6 +29,8 @@ from opentelemetry.propagators.textmap import (
     default_getter,
     default_setter,
 )
+
+from workbench import entropy
 
 HEADER = "x-request-id"
 TRACEPARENT = "traceparent"
@@ -44,7 +45,7 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 def new() -> str:
     """A fresh random id (32 hex digits)."""
-    return uuid.uuid4().hex
+    return entropy.token_hex(16)
 
 
 def sane(value: str | bytes | None) -> str | None:
