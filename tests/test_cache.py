@@ -87,7 +87,7 @@ def test_interval_mass_and_draws_are_part_of_the_key(posteriors):
     base = keys_of("m:1", X, 0.9, 0)
     assert len(set(base)) == 3
     for other in (keys_of("m:2", X, 0.9, 0), keys_of("m:1", X, 0.8, 0),
-                  keys_of("m:1", X, 0.9, 1)):
+                  keys_of("m:1", X, 0.9, 1), keys_of("m:1", X, 0.9, 0, 7.5)):  # ood rate
         assert not set(other) & set(base)
     assert keys_of("m:1", X.astype(np.float64), 0.9, 0) == base
 

@@ -154,12 +154,15 @@ def test_cuped_is_not_applied_to_some_covariates_or_to_a_binary_metric():
     flat = folding.fold_events(_events(arm, y.tolist(), [1.0] * len(arm)))
     assert "does not vary" in cuped.adjust(flat, ["a", "b"], "continuous")[1]["reason"]
     assert cuped.adjust(both, ["a", "b"], "continuous")[1]["applied"]
+    # a covariate stored before values were bounded: declined, never a NaN read-out
+    huge = folding.fold_events(_events(arm, y.tolist(), [1e200, *x[1:].tolist()]))
+    assert "overflow" in cuped.adjust(huge, ["a", "b"], "continuous")[1]["reason"]
 
 
 # -- from POST /feedback to the read-out ---------------------------------------------------------
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), True, False, "1.5",
-                                 [1.0], {"x": 1}, 10**400])
+                                 [1.0], {"x": 1}, 10**400, 1e200, -2e15])
 def test_bad_covariates_are_refused_saying_what_was_expected(bad):
     with pytest.raises(InputError, match="invalid covariate") as err:
         check_covariate(bad)

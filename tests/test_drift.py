@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import make_posterior
 
-from workbench import drift, events, ood
+from workbench import datasets, drift, events, ood
 
 
 def test_psi_matches_its_formula_and_is_zero_for_equal_shares():
@@ -77,3 +77,19 @@ def test_too_few_rows_are_not_called_drift_and_unlogged_rows_are_skipped(tmp_pat
     assert {r["rows"] for r in table} == {12}
     assert {r["level"] for r in table} == {"too few rows"}  # noise, whatever the PSI
     assert drift.features(make_posterior("binary"), few) == []  # no summary: no table
+
+
+@pytest.mark.parametrize("name", ["diabetes", "iris"])
+def test_serving_the_training_rows_again_is_no_drift_even_for_discrete_features(name):
+    """Diabetes' ``sex`` takes two values: every decile edge is one of them, and the rows
+    the gateway logs (float32) land a hair beside the training values (float64)."""
+    train = datasets.split(datasets.load(name), test_fraction=0.2, seed=0)[0]
+    loc, scale = train.X.mean(axis=0), train.X.std(axis=0)
+    posterior = replace(make_posterior("binary", n_features=len(train.feature_names)),
+                        feature_names=train.feature_names, x_loc=loc, x_scale=scale,
+                        inputs=ood.summarize(((train.X - loc) / scale).astype(np.float32)))
+    logged = np.asarray(train.X, np.float32).tolist()  # what the event log keeps
+    table = drift.features(posterior, np.asarray(logged))
+    assert {r["level"] for r in table} == {"stable"}, \
+        [(r["feature"], round(r["psi"], 3)) for r in table if r["level"] != "stable"]
+    assert max(r["psi"] for r in table) < 1e-9  # the same rows: the same bins

@@ -32,8 +32,10 @@ KINDS = [("binary", "binary", BINARY), ("continuous", "regression", ()),
          ("brier", "multiclass", CLASSES), ("log_score", "multiclass", CLASSES)]
 NOT_ANY = ["yes!", [], None, {"a": 1}, float("nan"), float("inf"), "d"]
 NOT_CLASSES = [5, 2.5]  # numbers are outcomes of a regression, not of a classifier
+TOO_LARGE = [1e200, -2e15, 10**400]  # their squares would overflow a read-out's moments
 BAD = [(*k, v) for k in KINDS for v in NOT_ANY] + [
-    (*k, v) for k in KINDS if k[2] for v in NOT_CLASSES]
+    (*k, v) for k in KINDS if k[2] for v in NOT_CLASSES] + [
+    ("continuous", "regression", (), v) for v in TOO_LARGE]
 
 
 @pytest.mark.parametrize(("metric", "kind", "classes", "value"), BAD)

@@ -4,7 +4,8 @@ replicas in Redis (L2).
 A served model's answer for a row depends on nothing but the model's version (its tag:
 BentoML versions are immutable), the row's values after validation, the interval mass and
 the number of draws returned (the draws' random keys are fixed per model, and a row's
-result does not depend on the other rows of its batch: :mod:`workbench.predict`). The key
+result does not depend on the other rows of its batch: :mod:`workbench.predict`), and the
+threshold of its ``ood`` flag (:mod:`workbench.ood`, set by ``WORKBENCH_OOD_RATE``). The key
 is a hash of exactly these, so an answer from the cache is the answer the model would
 compute again (to float32 rounding: the shape bucket a row is computed in can move its
 last bit). :meth:`PredictionCache.records` answers the rows of a request that are in
@@ -138,7 +139,8 @@ class PredictionCache:
         if bypass or not self.on:
             return await compute(served, X, mass, draws)
         tag = served.tag
-        keys = keys_of(tag, X, mass, draws)
+        detector = served.predictor.ood
+        keys = keys_of(tag, X, mass, draws, detector.threshold if detector else None)
         found = self._l1_get(tag, keys)
         if self.redis_url is not None:
             missed = [i for i, v in enumerate(found) if v is None]
@@ -265,11 +267,14 @@ async def compute(served: Served, X: np.ndarray, mass: float, draws: int
     return served.predictor.prediction(arrays, mass, draws).records()
 
 
-def keys_of(tag: str, X: np.ndarray, mass: float, draws: int) -> list[bytes]:
-    """Each row's key: a 128-bit BLAKE2b of the tag, the interval mass, the number of draws
+def keys_of(tag: str, X: np.ndarray, mass: float, draws: int,
+            ood: float | None = None) -> list[bytes]:
+    """Each row's key: a 128-bit BLAKE2b of the tag, the interval mass, the number of draws,
+    the ``ood`` flag's threshold (a record carries the flag: another rate, another answer)
     and the row's float32 bytes (validated rows: lists and objects by feature name that
     carry the same values have the same key)."""
-    head = tag.encode() + b"\0" + struct.pack("<dI", float(mass), int(draws))
+    head = tag.encode() + b"\0" + struct.pack("<dId", float(mass), int(draws),
+                                               np.nan if ood is None else float(ood))
     rows = np.ascontiguousarray(X, np.float32)
     return [hashlib.blake2b(head + row.tobytes(), digest_size=16).digest() for row in rows]
 

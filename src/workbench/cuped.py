@@ -67,6 +67,9 @@ def adjust(fold: Fold, arms: Sequence[str], metric: str
                       "reason": f"only {with_covariate} of {sum(observed)} outcomes came with "
                                 "a covariate; CUPED needs one with every outcome"}
     m2_x, m2_y = sum(c.m2_x for c in pairs), sum(c.m2_y for c in pairs)
+    if not np.isfinite([m2_x, m2_y, *(c.cxy for c in pairs)]).all():  # stored before bounds
+        return None, {"applied": False, "outcomes": with_covariate,
+                      "reason": "the covariates' moments overflow (values too large)"}
     if not (m2_x > 0 and m2_y > 0):
         return None, {"applied": False, "outcomes": with_covariate,
                       "reason": "the covariate (or the outcome) does not vary within arms"}

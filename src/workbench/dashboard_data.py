@@ -37,6 +37,9 @@ def summary_table(result: dict[str, Any]) -> pd.DataFrame:
     """One row per arm: the metric's posterior, P(best), expected loss, lift, and
     P(improvement over control > the configured minimum effect)."""
     rows = []
+    # lower is better (brier): the improvement is a lift below minus the minimum effect
+    beyond = "P(lift > min effect)" if result.get("higher_is_better", True) else \
+        "P(lift < -min effect)"
     for a in result["arms"]:
         lift = a["lift"] or {}
         rows.append({"arm": a["arm"], "control": a["is_control"], "mean": a["mean"],
@@ -45,7 +48,7 @@ def summary_table(result: dict[str, Any]) -> pd.DataFrame:
                      "P(best)": a["prob_best"], "expected loss": a["expected_loss"],
                      "lift": lift.get("mean"), "lift low": lift.get("lo"),
                      "lift high": lift.get("hi"),
-                     "P(lift > min effect)": a.get("prob_min_effect")})
+                     beyond: a.get("prob_min_effect")})
     return pd.DataFrame(rows)
 
 
@@ -125,8 +128,14 @@ def widths(data: events.Events) -> pd.DataFrame:
     """Every served interval's width, per arm."""
     rows = [{"arm": arm, "width": r["interval"][1] - r["interval"][0]}
             for arm, summary in zip(data.arm, data.summary, strict=True) for r in summary or []
-            if "interval" in r]
+            if isinstance(r, dict) and _pair(r.get("interval"))]
     return pd.DataFrame(rows, columns=["arm", "width"])
+
+
+def _pair(interval: Any) -> bool:
+    """A stored interval a width can be taken of (a non-finite bound is stored as null)."""
+    return isinstance(interval, list) and len(interval) == 2 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in interval)
 
 
 def models_table() -> pd.DataFrame:

@@ -60,10 +60,14 @@ def ood_table(tags: np.ndarray, summaries: list[Any]) -> pd.DataFrame:
                          for t, (n, k) in counts.items()], columns=["model", "rows", "share"])
 
 
-@functools.lru_cache(maxsize=32)
 def _posterior(tag: str) -> Any:
-    """A served version's artifact (None once it left the store)."""
+    """A served version's artifact (None when the store has it not, or not now)."""
     try:
-        return store.get(tag)
-    except Exception:
+        return _loaded(tag)
+    except Exception:  # not cached: it may be imported, or the store answer, later
         return None
+
+
+@functools.lru_cache(maxsize=32)
+def _loaded(tag: str) -> Any:
+    return store.get(tag)  # a tag names one immutable version

@@ -5,7 +5,7 @@ system call releases the GIL: under load the event loop's thread then waits for 
 behind the event writer's and the micro-batcher's threads (up to a switch interval, 5 ms)
 two or three times per request. Here the same kernel randomness comes 4 KiB per call, so a
 request's ids cost no system call at all. A forked child starts with a fresh block (a copy
-of the parent's would repeat its ids).
+of the parent's would repeat its ids) and a lock of its own.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def token_hex(nbytes: int) -> str:
 
 
 def _forget() -> None:
-    global _block, _used
-    _block, _used = b"", 0
+    """In a forked child: a new block, and a new lock (a thread that held the old one at
+    the fork does not exist here to release it)."""
+    global _block, _used, _lock
+    _block, _used, _lock = b"", 0, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget)

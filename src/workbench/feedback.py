@@ -30,6 +30,7 @@ from workbench.errors import InputError
 
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_REQUEST_ID = 64
+MAX_MAGNITUDE = 1e15  # continuous outcomes and covariates (floats are exact integers to 9e15)
 
 
 def new_request_id() -> str:
@@ -55,7 +56,7 @@ def expected(metric: str, kind: str, classes: Sequence[str]) -> str:
     if metric == "binary":
         return "0, 1, true or false"
     if metric == "continuous" or kind == "regression":
-        return "a finite number"
+        return f"a finite number of magnitude at most {MAX_MAGNITUDE:g}"
     names = ", ".join(repr(c) for c in classes)
     return f"one of the model's classes ({names})" + (
         " or 0, 1, true, false" if kind == "binary" else "")
@@ -65,8 +66,8 @@ def describe(metric: str, kind: str, classes: Sequence[str]) -> dict[str, str]:
     """What ``POST /feedback`` takes, field by field (the gateway's ``/metadata``)."""
     return {"request_id": "from /predict",
             "outcome": expected(metric, kind, classes) + ", or a list, one per row",
-            "covariate": "optional: a finite number, the unit's value of the metric before "
-                         "the experiment (CUPED)"}
+            "covariate": f"optional: a finite number of magnitude at most {MAX_MAGNITUDE:g}, "
+                         "the unit's value of the metric before the experiment (CUPED)"}
 
 
 def check_outcome(outcome: Any, *, metric: str, kind: str, classes: Sequence[str],
@@ -88,16 +89,11 @@ def check_covariate(covariate: Any) -> float | None:
     saying what was expected."""
     if covariate is None:
         return None
-    if _number(covariate):
-        try:
-            value = float(covariate)
-        except OverflowError:  # an integer beyond a float's range
-            value = math.inf
-        if math.isfinite(value):
-            return value
+    if _bounded(covariate):
+        return float(covariate)
     raise InputError(f"invalid covariate {_short(covariate)}", detail={
-        "expected": "a finite number: the unit's value of the metric before the experiment "
-                    "(CUPED), or leave it out"})
+        "expected": f"a finite number of magnitude at most {MAX_MAGNITUDE:g}: the unit's "
+                    "value of the metric before the experiment (CUPED), or leave it out"})
 
 
 def _one(value: Any, metric: str, kind: str, classes: Sequence[str], want: str) -> Any:
@@ -105,7 +101,7 @@ def _one(value: Any, metric: str, kind: str, classes: Sequence[str], want: str) 
         if isinstance(value, bool) or (_number(value) and value in (0, 1)):
             return int(value)
     elif metric == "continuous" or kind == "regression":
-        if _number(value) and math.isfinite(value):
+        if _bounded(value):
             return float(value)
     elif isinstance(value, str) and value in classes:
         return value
@@ -113,6 +109,12 @@ def _one(value: Any, metric: str, kind: str, classes: Sequence[str], want: str) 
         return classes[int(value)]
     raise InputError(f"invalid outcome {_short(value)} for the {metric} metric",
                      detail={"expected": want})
+
+
+def _bounded(value: Any) -> bool:
+    """A number a read-out can square and sum (past ``MAX_MAGNITUDE`` the moments of many
+    units overflow to inf and the read-out of every later request would fail)."""
+    return _number(value) and abs(value) <= MAX_MAGNITUDE
 
 
 def _number(value: Any) -> bool:

@@ -37,4 +37,4 @@ def dumps(value: Any) -> str:
     try:
         return orjson.dumps(value, option=_OPTIONS).decode()
     except TypeError:
-        return json.dumps(value)
+        return json.dumps(finite(value))

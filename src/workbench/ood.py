@@ -29,6 +29,7 @@ import numpy as np
 FOLDS = 20
 SHRINK = 0.05  # weight of the identity in the covariance (standardised features)
 BINS = 10
+TIE = 1e-5
 KEEP = 2001  # held-out distances kept: all of them, or this many quantiles
 
 
@@ -69,9 +70,13 @@ def _distance(Xs: np.ndarray, loc: np.ndarray, factor: np.ndarray) -> np.ndarray
 
 
 def shares(column: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Each bin's share of ``column`` (bins split at ``edges``; right-closed, like
-    :func:`np.searchsorted` on the left)."""
-    counts = np.bincount(np.searchsorted(edges, column), minlength=len(edges) + 1)
+    """Each bin's share of ``column`` (bins split at ``edges``, a value at an edge in the
+    bin below). A value within ``TIE`` (relative) of an edge counts as at it: a discrete
+    feature's values are edges, and a served row, logged in float32, lands a hair beside
+    the training value it equals."""
+    upper = np.asarray(edges, np.float64)
+    upper = upper + TIE * np.maximum(1.0, np.abs(upper))
+    counts = np.bincount(np.searchsorted(upper, column), minlength=len(edges) + 1)
     return counts / max(len(column), 1)
 
 
@@ -114,7 +119,8 @@ class Detector:
     def distance(self, X: np.ndarray) -> np.ndarray:
         """Each raw row's distance (float32, one per row)."""
         Xs = (np.asarray(X, np.float64) - self.x_loc) / self.x_scale
-        return _distance(Xs, self.loc, self.factor).astype(np.float32)
+        far = np.finfo(np.float32).max  # a finite answer for any finite row
+        return np.minimum(_distance(Xs, self.loc, self.factor), far).astype(np.float32)
 
     def flags(self, distance: np.ndarray) -> np.ndarray:
         return np.asarray(distance) > self.threshold
