@@ -35,6 +35,7 @@ _EXPORTS = {
 _EXPORTS |= {"read_out": "workbench.readout"}
 _SUBMODULES = ("artifact", "comparison", "control", "datasets", "decision", "errors", "events",
                "fit", "keys", "models", "predict", "readout", "store")
+_SUBMODULES += ("sbc",)
 
 __all__ = [
     "DiagnosticsWarning", "ModelSpec", "Posterior", "Prediction", "Predictor", "SamplerConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "events", "fit", "get_spec", "keys", "load", "models", "predict", "read_out", "readout",
     "register", "registered", "save", "store",
 ]
+__all__ += ["sbc"]
 
 if TYPE_CHECKING:
     from workbench import (
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
         models,
         predict,
         readout,
+        sbc,
         store,
     )
     from workbench.artifact import Posterior, load, save

@@ -232,6 +232,7 @@ def settings_(as_json: bool) -> None:
 
 
 from workbench.cli_build import build  # noqa: E402  (cli_build.py)
+from workbench.cli_calibration import check_calibration  # noqa: E402  (cli_calibration.py)
 from workbench.cli_db import db  # noqa: E402  (cli_db.py)
 from workbench.cli_events import events  # noqa: E402  (cli_events.py)
 from workbench.cli_experiment import experiment  # noqa: E402  (cli_experiment.py)
@@ -254,6 +255,7 @@ main.add_command(db)
 main.add_command(features)
 main.add_command(score)
 main.add_command(stream)
+main.add_command(check_calibration)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
