@@ -1,6 +1,8 @@
-"""Interleaved A/B of servers' p50 at one client: what one setting or change is worth.
+"""Interleaved A/B of servers' p50 at one client (or throughput at ``--clients`` N): what
+one setting or change is worth.
 
-    .venv/bin/python benchmarks/ab_http.py [--rounds 10] NAME=SERVER[:VAR~VALUE,...] ...
+    .venv/bin/python benchmarks/ab_http.py [--rounds 10] [--clients 64] \\
+        NAME=SERVER[:VAR~VALUE,...] ...
 
 Each NAME is a server of ``bench_http.py`` (``predictor``, ``gateway``, ``floor``, ...)
 with extra environment variables, e.g.::
@@ -10,8 +12,9 @@ with extra environment variables, e.g.::
 
 All start together (on the model store of the last ``make bench``, ``.workbench/bench``);
 then every round measures each server once (300 requests on one kept-alive connection),
-in a rotating order. Prints each round's p50s, their medians, and every server's paired
-difference from the first one (median over rounds).
+in a rotating order (with ``--clients``: N clients for ``--seconds``, from
+:func:`bench_http.load_generator`). Prints each round's figures, their medians, and every
+server's paired difference from (or, for throughput, ratio to) the first one.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("servers", nargs="+", metavar="NAME=SERVER[:VAR~VALUE,...]")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--workdir", default=str(ROOT / ".workbench" / "ab"))
     args = parser.parse_args()
     home = ROOT / ".workbench" / "bench"
@@ -58,18 +63,28 @@ def main() -> None:
             print(f"{spec.name} ready in {running[-1].ready_s:.1f}s", flush=True)
         for server in running:
             b.warm(server, 50)
-        p50: dict[str, list[float]] = {s.spec.name: [] for s in running}
+        many = args.clients > 1
+        what = f"req/s at {args.clients} clients ({b.load_generator()})" if many else \
+            "p50 ms"
+        fig: dict[str, list[float]] = {s.spec.name: [] for s in running}
         for r in range(args.rounds):
             for server in running[r % len(running):] + running[:r % len(running)]:
-                p50[server.spec.name].append(b.one_client(server, 300, 6)["p50_ms"])
-            print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in p50.items()),
+                fig[server.spec.name].append(
+                    b.many_clients(server, args.clients, args.seconds)["throughput_rps"]
+                    if many else b.one_client(server, 300, 6)["p50_ms"])
+            print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in fig.items()),
                   flush=True)
-        print("median p50 ms: " + ", ".join(f"{n} {statistics.median(v):.3f}"
-                                            for n, v in p50.items()))
-        first, *others = p50
+        print(f"median {what}: " + ", ".join(f"{n} {statistics.median(v):.3f}"
+                                             for n, v in fig.items()))
+        first, *others = fig
         for name in others:
-            diff = [x - y for x, y in zip(p50[name], p50[first], strict=True)]
-            print(f"paired {name} - {first}: {statistics.median(diff):+.3f} ms")
+            pairs = zip(fig[name], fig[first], strict=True)
+            if many:
+                ratio = statistics.median(x / y for x, y in pairs)
+                print(f"paired {name} / {first}: {ratio:.3f}")
+            else:
+                diff = statistics.median(x - y for x, y in pairs)
+                print(f"paired {name} - {first}: {diff:+.3f} ms")
     finally:
         for server in running:
             b.stop(server.process)

@@ -198,7 +198,7 @@ def run(workdir: Path, *, rounds: int = 5, requests: int = 300, seconds: float =
                 server = running[name]
                 prime(server)
                 many[name].append(measured(server, lambda s=server: bench_http.many_clients(
-                    s, clients, seconds)))
+                    s, clients, seconds, generator="aiohttp")))
             log(f"  (f) {clients} clients, round {r + 1}: " + ", ".join(
                 f"{n} {v[-1]['throughput_rps']:.0f}" for n, v in many.items()) + " req/s")
     finally:

@@ -12,7 +12,9 @@
    feature lookup's share, cache on and off (``bench_features.py``; skipped without Feast);
 5. (g) the prediction cache on a repeated-row workload, on and off (``bench_cache.py``);
 6. (i) streaming inference on Redis Streams: ``workbench stream`` consumers' latency and
-   throughput (``bench_stream.py``; skipped without ``redis-server``).
+   throughput (``bench_stream.py``; skipped without ``redis-server``);
+7. (j) simulation-based calibration of every shipped model at 1,000 simulations
+   (``bench_sbc.py``).
 
 Sections of RESULTS.md that no figure here writes (hand-written studies) are kept as they
 are, after the generated ones.
@@ -143,6 +145,11 @@ def main() -> None:
 
         results["stream"] = bench_stream.run(
             "champion", **({"seconds": 3, "burst": 3_000} if args.quick else {}))
+    log("(j) simulation-based calibration of the shipped models (workbench.sbc)")
+    import bench_sbc
+
+    results["sbc"] = bench_sbc.run(workdir / "sbc", log=log,
+                                   **(bench_sbc.QUICK if args.quick else {}))
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["minutes"] = round((time.time() - started) / 60, 1)
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
@@ -282,6 +289,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+LOADGEN = {"hey": " (Debian's Go load generator; every client sends the first body, a row "
+                  "with one unit: it leaves more of the cores to the server than a Python "
+                  "client would)",
+           "aiohttp": " (`hey` not installed: a Python client sharing the cores with the "
+                      "server)"}
 LABELS = {"jax": "JAX", "numpyro": "NumPyro", "bentoml": "BentoML", "feast": "Feast",
           "ray": "Ray"}
 
@@ -362,7 +374,7 @@ Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, no GPU; {m['plat
 Shared with other engineers' test suites: load average {m['load_average_at_start'][0]:.2f} at
 the start, {m['load_average_at_end'][0]:.2f} at the end. Python {m['python']}, JAX {v['jax']},
 NumPyro {v['numpyro']}, BentoML {v['bentoml']}, FastAPI {v['fastapi']}, uvicorn
-{v['uvicorn']}, Starlette {v['starlette']}, aiohttp {v['aiohttp']} (load generator),
+{v['uvicorn']}, Starlette {v['starlette']}, aiohttp {v['aiohttp']} (a load generator),
 {f"Feast {v['feast']}, " if 'feast' in v else ''}workbench {v['workbench']}.
 
 ## Summary
@@ -399,8 +411,9 @@ Command: `make bench` (`benchmarks/bench_http.py`, servers from the store that
 `benchmarks/run.py` fills). Every server runs on loopback in its own process group, all
 started in this run; the load generator runs on the same {m['cores']} cores. 1 client: one
 kept-alive connection (`http.client`), up to {per_round} requests per round, {rounds1}
-rounds; {h['clients']} clients: `aiohttp`, a fixed time per round, {rounds64} rounds (the
-classic template: one round each, as it takes seconds per request).
+rounds; {h['clients']} clients: `{h.get('load_generator', 'aiohttp')}`{LOADGEN.get(
+    h.get('load_generator'), '')}, a fixed time per round, {rounds64} rounds (the classic
+template: one round each, as it takes seconds per request).
 Body: one row of 30 features (the training mean); the gateway's also carries a `unit`.
 Errors: any answer other than 200, or a failed connection.
 
@@ -483,6 +496,7 @@ which makes `workbench.writer.EventWriter` a no-op), measured in the same rounds
         features_section(r),
         cache_section(r),
         stream_section(r),
+        sbc_section(r),
         "\n" + notes(r),
         "\n## On a GPU\n\nNot part of `make bench` (this machine has no GPU): "
         "`benchmarks/gpu_check.sh` on a lent NVIDIA H100, results in `benchmarks/GPU.md`.\n"]
@@ -516,6 +530,15 @@ def stream_section(r: dict[str, Any]) -> str:
     import bench_stream
 
     return title + bench_stream.render(r["stream"], r["command"])
+
+
+def sbc_section(r: dict[str, Any]) -> str:
+    """Figure (j), when measured."""
+    if "sbc" not in r:
+        return ""
+    import bench_sbc
+
+    return bench_sbc.render(r["sbc"], r["command"])
 
 
 CLASSIC_ERRORS = """
