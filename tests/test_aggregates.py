@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-from exact import prob_b_beats_a
 from scipy import stats
 
 from workbench import (
@@ -24,6 +23,7 @@ from workbench import (
     schema,
 )
 from workbench.aggregates import N_EXACT, Fold, Moments, Score
+from workbench.closed_forms import beta_chance_to_win
 from workbench.config import parse
 from workbench.folding import fold_events
 
@@ -219,7 +219,7 @@ def test_binary_read_out_is_the_beta_posterior(eng):
         for got, q in zip(arm.interval, (0.05, 0.95), strict=True):
             se = np.sqrt(q * (1 - q) / draws) / post.pdf(post.ppf(q))
             assert abs(got - post.ppf(q)) < 4 * se
-    exact = prob_b_beats_a(*params[0], *params[1])
+    exact = beta_chance_to_win(*params[0], *params[1])
     assert abs(out.arms[1].prob_best - exact) < 4 * np.sqrt(exact * (1 - exact) / draws)
 
 

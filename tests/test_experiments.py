@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from exact import prob_b_beats_a
 from scipy import stats
 
 from workbench import calibration, experiments
+from workbench.closed_forms import beta_chance_to_win
 from workbench.config import parse
 from workbench.events import Events
 
@@ -42,7 +42,7 @@ def test_closed_form_agrees_with_monte_carlo():
     for (sa, na), (sb, nb) in [((30, 200), (45, 210)), ((5, 50), (5, 50)), ((80, 100), (70, 100))]:
         a1, b1 = experiments.beta_posterior(sa, na)
         a2, b2 = experiments.beta_posterior(sb, nb)
-        exact = prob_b_beats_a(a1, b1, a2, b2)
+        exact = beta_chance_to_win(a1, b1, a2, b2)
         draws = np.stack([rng.beta(a1, b1, 200_000), rng.beta(a2, b2, 200_000)], axis=1)
         mc = experiments.prob_best(draws)[1]
         assert abs(exact - mc) < 4 * np.sqrt(exact * (1 - exact) / 200_000) + 1e-4

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from exact import prob_b_beats_a
 from scipy import stats
 
 from workbench import segments
+from workbench.closed_forms import beta_chance_to_win
 from workbench.errors import InputError
 
 SEGMENTS = 20
@@ -150,8 +150,8 @@ def test_unpooled_is_the_beta_binomial_closed_form():
     trials = np.array([[200, 210], [50, 50]])
     rates = segments.unpooled_draws(0, successes, trials, samples=200_000)
     for s in range(2):
-        exact = prob_b_beats_a(1 + successes[s, 0], 1 + trials[s, 0] - successes[s, 0],
-                               1 + successes[s, 1], 1 + trials[s, 1] - successes[s, 1])
+        exact = beta_chance_to_win(1 + successes[s, 0], 1 + trials[s, 0] - successes[s, 0],
+                                   1 + successes[s, 1], 1 + trials[s, 1] - successes[s, 1])
         mc = (rates[:, s, 1] > rates[:, s, 0]).mean()
         assert abs(mc - exact) < 4 * np.sqrt(exact * (1 - exact) / 200_000) + 1e-4
     assert rates[:, 0, 0].mean() == pytest.approx(31 / 202, abs=1e-3)
