@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from workbench import nuts
 from workbench.errors import ConfigError
 from workbench.models import OBS_SITE, get_spec
 
@@ -149,53 +150,23 @@ def simulate(rng_key: jax.Array, model: Callable[..., None], X: np.ndarray,
 _RUNNERS: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
 
-def _runner(model: Callable[..., None], key: tuple[Any, ...], X: np.ndarray,
-            y0: np.ndarray, config: SBCConfig) -> Callable[..., Any]:
+def _runner(model: Callable[..., None], key: tuple[Any, ...],
+            config: SBCConfig) -> Callable[..., Any]:
     """A jitted ``(keys, X, ys) -> (draws, divergences)`` over a batch of datasets, kept
     under ``key`` (the most recent few)."""
     if key in _RUNNERS:
         return _RUNNERS[key]
-    from jax.flatten_util import ravel_pytree
-    from numpyro import handlers
-    from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+    one = nuts.chain(model, warmup=config.warmup, samples=config.draws, thin=config.thin,
+                     target_accept=config.target_accept,
+                     max_tree_depth=config.max_tree_depth)
 
-    # numpyro's initialize_model would also search for a valid start, a while loop that
-    # costs a compile per model; the starts are drawn below, per simulation
-    def unconstrained(key: jax.Array) -> dict[str, jax.Array]:
-        tr = handlers.trace(handlers.seed(model, key)).get_trace(X, y0)
-        return unconstrain_fn(model, (X, y0), {}, {
-            k: s["value"] for k, s in tr.items() if s["type"] == "sample"
-            and not s["is_observed"]})
-
-    shapes = jax.eval_shape(unconstrained, jax.random.PRNGKey(0))
-    flat, unravel = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
-    init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda X, y: partial(potential_energy, model, (X, y), {}),
-        algo="NUTS")
-    steps = config.warmup + config.draws * config.thin
-
-    def one(rng_key: jax.Array, X: jax.Array, y: jax.Array) -> tuple[Any, jax.Array]:
-        init_key, nuts_key = jax.random.split(rng_key)
-        # numpyro's init_to_uniform: uniform(-2, 2) in the unconstrained space
-        z = unravel(jax.random.uniform(init_key, flat.shape, flat.dtype, -2.0, 2.0))
-        state = init_kernel(z, config.warmup, target_accept_prob=config.target_accept,
-                            max_tree_depth=config.max_tree_depth, model_args=(X, y),
-                            rng_key=nuts_key)
-
-        def step(state: Any, _: Any) -> tuple[Any, tuple[Any, jax.Array]]:
-            state = sample_kernel(state, model_args=(X, y))
-            return state, (state.z, state.diverging)
-
-        # one scan, not one per phase: the NUTS step is compiled once
-        _, (zs, diverging) = jax.lax.scan(step, state, None, length=steps)
-        zs = jax.tree.map(lambda z: z[config.warmup + config.thin - 1::config.thin], zs)
-        diverging = diverging[config.warmup:]
-        return jax.vmap(partial(constrain_fn, model, (X, y), {}))(zs), diverging.sum()
+    def fit(rng_key: jax.Array, X: jax.Array, y: jax.Array) -> tuple[Any, jax.Array]:
+        draws, diverging = one(rng_key, X, y)
+        return draws, diverging.sum()
 
     # lax.map, not vmap: batching NUTS's while loops and conds cost several times more to
     # trace and compile (and to run: every chain waits for the longest tree) than it saved
-    run = jax.jit(lambda keys, X, ys: jax.lax.map(lambda a: one(a[0], X, a[1]), (keys, ys)))
+    run = jax.jit(lambda keys, X, ys: jax.lax.map(lambda a: fit(a[0], X, a[1]), (keys, ys)))
     while len(_RUNNERS) >= 16:
         del _RUNNERS[next(iter(_RUNNERS))]
     _RUNNERS[key] = run
@@ -226,7 +197,7 @@ def posterior_draws(rng_key: jax.Array, model: Callable[..., None], X: np.ndarra
             ) if isinstance(model, partial) else model
     key = (same, X.shape, ys.shape[1:], str(ys.dtype), batch, config.warmup, config.draws,
            config.thin, config.target_accept, config.max_tree_depth)
-    run = _runner(model, key, X, ys[0], config)
+    run = _runner(model, key, config)
     keys = jax.random.split(rng_key, n)
     parts, divergent = [], []
     for start in range(0, n, batch):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Any
 
 import jax
@@ -32,14 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.flatten_util import ravel_pytree
 from jax.scipy.special import xlogy
-from numpyro import handlers
 from numpyro.diagnostics import effective_sample_size
-from numpyro.infer.hmc import hmc
-from numpyro.infer.util import constrain_fn, potential_energy
 from scipy.special import expit, logit
 
+from workbench import nuts
 from workbench.errors import InputError
 from workbench.experiments import beta_posterior
 
@@ -120,36 +116,11 @@ Fit = Callable[[jax.Array, jax.Array, jax.Array], tuple[dict[str, jax.Array], ja
 
 def sampler(*, warmup: int = 500, samples: int = 1000, target_accept: float = 0.8) -> Fit:
     """One NUTS chain for :func:`pooled_draws`, a jitted ``(rng_key, trials, successes) ->
-    (draws, diverging)``. Reuse it: it compiles once per shape of the counts, where
-    ``MCMC(..., jit_model_args=True)`` compiled its loop again on every ``run`` (5 s)."""
-    init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda *args: partial(potential_energy, model, args, {}),
-        algo="NUTS")
-
-    def fit(rng_key: jax.Array, trials: jax.Array, successes: jax.Array
-            ) -> tuple[dict[str, jax.Array], jax.Array]:
-        init_key, nuts_key = jax.random.split(rng_key)
-        args = (trials, successes)
-        trace = handlers.trace(handlers.seed(model, 0)).get_trace(*args)  # for the shapes
-        flat, unravel = ravel_pytree({k: s["value"] for k, s in trace.items()
-                                      if s["type"] == "sample" and not s["is_observed"]})
-        # numpyro's init_to_uniform (every start is valid here: no search needed)
-        z = unravel(jax.random.uniform(init_key, flat.shape, flat.dtype, -2.0, 2.0))
-        state = init_kernel(z, warmup, target_accept_prob=target_accept, model_args=args,
-                            rng_key=nuts_key)
-
-        def step(state: Any, _: Any) -> tuple[Any, tuple[Any, jax.Array]]:
-            state = sample_kernel(state, model_args=args)
-            return state, (state.z, state.diverging)
-
-        # one scan over warmup and sampling: the NUTS step is compiled once
-        _, (zs, diverging) = jax.lax.scan(step, state, None, length=warmup + samples)
-        zs = jax.tree.map(lambda v: v[warmup:], zs)
-        draws = jax.vmap(lambda v: constrain_fn(model, args, {}, v,
-                                                return_deterministic=True))(zs)
-        return draws, diverging[warmup:]
-
-    return jax.jit(fit)
+    (draws, diverging)`` (:func:`workbench.nuts.chain`). Reuse it: it compiles once per
+    shape of the counts, where ``MCMC(..., jit_model_args=True)`` compiled its loop again
+    on every ``run`` (5 s)."""
+    return jax.jit(nuts.chain(model, warmup=warmup, samples=samples,
+                              target_accept=target_accept, deterministic=True))
 
 
 def validate(successes: Any, trials: Any, control: int = 0) -> tuple[np.ndarray, np.ndarray]:
