@@ -73,6 +73,11 @@ class Posterior:
         return model_id(self.model, self.kind, self.options, self.feature_names,
                         self.target_names)
 
+    def standardize(self, X: Any) -> np.ndarray:
+        """Raw rows as the model sees them, ``(x - x_loc) / x_scale`` in float64 (a zero
+        or non-finite scale: 1, as :func:`safe_scale`)."""
+        return (np.asarray(X, np.float64) - self.x_loc) / safe_scale(self.x_scale)
+
     def flat_samples(self, dtype: Any = np.float32) -> dict[str, np.ndarray]:
         """Draws with chains flattened: ``(chains * draws, *site_shape)``."""
         return {k: np.asarray(v, dtype).reshape((-1, *v.shape[2:]))
@@ -118,6 +123,12 @@ class Posterior:
         )
         idata.posterior.attrs["workbench"] = json.dumps(self.attrs(), default=_json_default)
         return idata
+
+
+def safe_scale(scale: Any) -> np.ndarray:
+    """A feature scale to divide by: a zero or non-finite one (a constant feature) as 1."""
+    scale = np.asarray(scale, np.float64)
+    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
 def model_id(model: str, kind: str, options: dict[str, Any], features: tuple[str, ...],

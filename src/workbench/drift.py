@@ -57,8 +57,7 @@ def features(posterior: Posterior, rows: np.ndarray) -> list[dict[str, Any]]:
     inputs = posterior.inputs
     if "edges" not in inputs or not len(rows):
         return []
-    Xs = (np.asarray(rows, np.float64) - posterior.x_loc) / np.where(
-        posterior.x_scale > 0, posterior.x_scale, 1.0)
+    Xs = posterior.standardize(rows)
     out = []
     for j, name in enumerate(posterior.feature_names):
         value = psi(inputs["shares"][j], shares(Xs[:, j], inputs["edges"][j]))

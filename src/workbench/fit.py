@@ -222,8 +222,7 @@ def log_likelihood(posterior: Posterior, X: np.ndarray, y: np.ndarray) -> np.nda
     from numpyro.infer.util import log_likelihood as _numpyro_log_likelihood
 
     spec = get_spec(posterior.model)
-    Xs = ((np.asarray(X, np.float64) - posterior.x_loc)
-          / np.where(posterior.x_scale > 0, posterior.x_scale, 1.0))
+    Xs = posterior.standardize(X)
     ys = (((np.asarray(y, np.float64) - posterior.y_loc) / posterior.y_scale)
           if spec.kind == "regression" else np.asarray(y).astype(np.int32))
     with jax.enable_x64(True):

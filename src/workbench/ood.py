@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.artifact import safe_scale
+
 FOLDS = 20
 SHRINK = 0.05  # weight of the identity in the covariance (standardised features)
 BINS = 10
@@ -113,7 +115,7 @@ class Detector:
         held_out = np.asarray(summary["held_out"])
         return cls(loc=np.asarray(summary["loc"]), factor=np.asarray(summary["factor"]),
                    x_loc=np.asarray(x_loc, np.float64),
-                   x_scale=np.where(np.asarray(x_scale) > 0, x_scale, 1.0),
+                   x_scale=safe_scale(x_scale),
                    threshold=threshold(held_out, rate), rate=float(rate))
 
     def distance(self, X: np.ndarray) -> np.ndarray:

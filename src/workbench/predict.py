@@ -26,7 +26,7 @@ import numpy as np
 from numpyro import handlers
 
 from workbench import compile_cache
-from workbench.artifact import Posterior
+from workbench.artifact import Posterior, safe_scale
 from workbench.inputs import _is_checked, check_draws, check_interval_mass, validate_rows
 from workbench.models import OBS_SITE, get_spec
 from workbench.ood import Detector
@@ -118,7 +118,7 @@ class Predictor:
         self._args = (
             jax.device_put(posterior.flat_samples()),
             jnp.asarray(posterior.x_loc, jnp.float32),
-            jnp.asarray(_safe_scale(posterior.x_scale), jnp.float32),
+            jnp.asarray(safe_scale(posterior.x_scale), jnp.float32),
             jnp.float32(posterior.y_loc),
             jnp.float32(posterior.y_scale),
             jax.random.split(jax.random.PRNGKey(seed), n_draws),
@@ -279,11 +279,6 @@ def predict(posterior: Posterior, instances: Any, *, interval_mass: float = DEFA
 
 def _chunks(X: np.ndarray, size: int) -> list[np.ndarray]:
     return [X[i:i + size] for i in range(0, max(len(X), 1), size)]
-
-
-def _safe_scale(scale: np.ndarray) -> np.ndarray:
-    scale = np.asarray(scale, np.float64)
-    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
 
 
 __all__ = ["Prediction", "Predictor", "check_draws", "check_interval_mass", "predict",
