@@ -19,6 +19,7 @@ from workbench import (
     events,
     experiments,
     folding,
+    observations,
     readout,
     schema,
 )
@@ -365,11 +366,11 @@ def test_observe_scores_rows_as_the_old_formulas_did():
         cases.append(({"mean": m, "std": s, "interval": [m - s, m + s]},
                       rng.choice([float(rng.normal()), 1, "1.5", "a", None, float("nan")])))
     for row, value in cases:
-        b, c, (log, brier_), _, _ = folding.observe(row, value)
+        b, c, (log, brier_), _, _ = observations.observe(row, value)
         if "probabilities" in row:
             try:
                 probs = np.array(list(row["probabilities"].values()))
-                k = folding.class_index(row, value)
+                k = observations.class_index(row, value)
                 want = (float(np.log(max(probs[k], 1e-12))),
                         float(np.sum((probs - np.eye(len(probs))[k]) ** 2)))
             except ValueError:

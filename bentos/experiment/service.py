@@ -104,12 +104,14 @@ class Experiment:
         draws: Annotated[int, Field(ge=0, strict=True)] = 0,
         entities: list[dict[str, Any]] | None = None,
         feature_service: str | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> JSON:
         """The assigned arm's prediction, with request_id, experiment and arm; rows as
-        ``instances`` or as ``entities`` (features from the online feature store)."""
+        ``instances`` or as ``entities`` (features from the online feature store);
+        ``attributes``: the unit's (e.g. ``{"country": "DE"}``), logged for segments."""
         return await serving.respond(self.gateway.predict(
             unit, instances, interval_mass=interval_mass, draws=draws, entities=entities,
-            feature_service=feature_service))
+            feature_service=feature_service, attributes=attributes))
 
     @bentoml.api(route="/feedback")
     async def feedback(self, request_id: str, outcome: Any,

@@ -14,7 +14,8 @@ A :class:`Fold` holds, per arm:
   bootstrap needs them; above, :mod:`workbench.bootstrap` uses its large-sample limit);
   ``skipped``: stored outcomes the metric cannot take; ``cuped``: over the rows with a
   finite outcome and a pre-period covariate, their joint moments (:class:`CoMoments`, for
-  :mod:`workbench.cuped`);
+  :mod:`workbench.cuped`); ``segments``: the binary metric by the value of the segment
+  attribute (:class:`SegmentCounts`, for :mod:`workbench.segments`);
 - by serving arm, over every scored row: interval ``coverage`` (rows, inside, width sum)
   and ``reliability`` (per probability bin: rows, predicted sum, observed sum).
 
@@ -39,6 +40,7 @@ SCORED = ("ok", "fallback", "shadow", "paused", "concluded")
 SCORES = ("log_score", "brier")
 METRICS = ("binary", "continuous", *SCORES)
 BINS = 10
+MAX_SEGMENTS = 100  # values of the segment attribute a fold keeps apart
 EDGES = np.linspace(0.0, 1.0, BINS + 1).tolist()  # the reliability bins' edges
 
 Timeline = list[tuple[float, dict[str, float]]]
@@ -130,6 +132,67 @@ class Score:
 
 
 @dataclass
+class SegmentCounts:
+    """A binary metric's (successes, trials) by the value of one unit attribute (``by``,
+    the experiment's ``segment_by``) and assigned arm, for :mod:`workbench.segments`.
+
+    The first :data:`MAX_SEGMENTS` values seen are kept (memory stays bounded whatever
+    clients send); later values are added up in ``other``, and rows whose unit had no such
+    attribute in ``unset``. Counts by another attribute cannot be added up: a merge keeps
+    the later fold's (the live events', which follow the current config) and counts the
+    earlier one's trials as ``dropped``.
+    """
+
+    by: str | None = None
+    values: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    other: dict[str, list[int]] = field(default_factory=dict)
+    unset: dict[str, list[int]] = field(default_factory=dict)
+    dropped: int = 0
+
+    def add(self, value: str | None, arm: str, successes: int, trials: int) -> None:
+        if value is None:
+            target = self.unset
+        elif value in self.values or len(self.values) < MAX_SEGMENTS:
+            target = self.values.setdefault(value, {})
+        else:
+            target = self.other
+        add_lists(target, {arm: [successes, trials]})
+
+    def trials(self) -> int:
+        return sum(n for d in self.values.values() for _, n in d.values())
+
+    def merge(self, other: SegmentCounts) -> SegmentCounts:
+        if self.by != other.by:
+            out = SegmentCounts.from_json(other.to_json())
+            out.dropped += self.dropped + self.trials() + sum(
+                n for d in (self.other, self.unset) for _, n in d.values())
+            return out
+        out = SegmentCounts.from_json(self.to_json())
+        for value, by_arm in other.values.items():
+            for arm, (s, n) in by_arm.items():
+                out.add(value, arm, s, n)
+        add_lists(out.other, other.other)
+        add_lists(out.unset, other.unset)
+        out.dropped += other.dropped
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"by": self.by, "dropped": self.dropped,
+                "values": {v: {a: list(c) for a, c in d.items()} for v, d in self.values.items()},
+                "other": {a: list(c) for a, c in self.other.items()},
+                "unset": {a: list(c) for a, c in self.unset.items()}}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> SegmentCounts:
+        raw = raw or {}
+        return cls(by=raw.get("by"), dropped=int(raw.get("dropped", 0)),
+                   values={v: {a: list(c) for a, c in d.items()}
+                           for v, d in raw.get("values", {}).items()},
+                   other={a: list(c) for a, c in raw.get("other", {}).items()},
+                   unset={a: list(c) for a, c in raw.get("unset", {}).items()})
+
+
+@dataclass
 class Fold:
     """The sufficient statistics of a set of events (see the module's docstring).
 
@@ -150,6 +213,7 @@ class Fold:
     coverage: dict[str, list[float]] = field(default_factory=dict)
     reliability: dict[str, list[list[float]]] = field(default_factory=dict)
     cuped: dict[str, CoMoments] = field(default_factory=dict)
+    segments: SegmentCounts = field(default_factory=SegmentCounts)
 
     def merge(self, other: Fold) -> Fold:
         """The fold of both sets of events (``self``'s first, for the score values' order)."""
@@ -182,6 +246,7 @@ class Fold:
             mine_b = out.reliability.setdefault(arm, [[0, 0.0, 0.0] for _ in range(BINS)])
             for b, (rows, p, y) in enumerate(bins):
                 mine_b[b] = [mine_b[b][0] + rows, mine_b[b][1] + p, mine_b[b][2] + y]
+        out.segments = out.segments.merge(other.segments)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -198,7 +263,8 @@ class Fold:
                 "skipped": {m: dict(d) for m, d in self.skipped.items()},
                 "coverage": {a: list(v) for a, v in self.coverage.items()},
                 "reliability": {a: [list(b) for b in v] for a, v in self.reliability.items()},
-                "cuped": {a: c.to_list() for a, c in self.cuped.items()}}
+                "cuped": {a: c.to_list() for a, c in self.cuped.items()},
+                "segments": self.segments.to_json()}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Fold:
@@ -216,7 +282,8 @@ class Fold:
             skipped={m: {} for m in METRICS} | {m: dict(d) for m, d in raw["skipped"].items()},
             coverage={a: list(v) for a, v in raw["coverage"].items()},
             reliability={a: [list(b) for b in v] for a, v in raw["reliability"].items()},
-            cuped={a: CoMoments(*v) for a, v in raw.get("cuped", {}).items()})
+            cuped={a: CoMoments(*v) for a, v in raw.get("cuped", {}).items()},
+            segments=SegmentCounts.from_json(raw.get("segments")))
 
     # -- what the read-out asks of it --
 

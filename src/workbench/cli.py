@@ -132,19 +132,25 @@ def dashboard(port: int, host: str, db_url: str | None, gateways: tuple[str, ...
               help="Whose held-out rows to send.")
 @click.option("--effect", "effects", multiple=True, metavar="ARM=DELTA",
               help="Plant an effect on an arm's outcomes, e.g. challenger=0.1 (repeatable).")
+@click.option("--attribute", "attributes", multiple=True, metavar="NAME=V1,V2,...",
+              help="A unit attribute sent with every request, each unit keeping one of the "
+                   "values (the first the most common), e.g. country=DE,FR,US (repeatable; "
+                   "for segment_by).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
 def simulate(url: str, users: int, duration: float, rate: float, dataset: str,
-             effects: tuple[str, ...], seed: int, as_json: bool) -> None:
+             effects: tuple[str, ...], attributes: tuple[str, ...], seed: int,
+             as_json: bool) -> None:
     """Send realistic traffic to a gateway and feed back outcomes; print a summary."""
     import asyncio
 
     from workbench.simulate import simulate as _simulate
 
     planted = {k: float(v) for k, v in _parse_options(effects).items()}
+    sent = {k: str(v).split(",") for k, v in _parse_options(attributes).items()}
     summary = asyncio.run(_simulate(url, dataset=dataset, users=users, duration=duration,
-                                    rate=rate, effects=planted, seed=seed,
+                                    rate=rate, effects=planted, seed=seed, attributes=sent,
                                     progress=sys.stderr.isatty() and not as_json))
     out = summary.to_dict()
     if as_json:
@@ -165,15 +171,18 @@ def simulate(url: str, users: int, duration: float, rate: float, dataset: str,
 @click.option("--metric", type=click.Choice(["binary", "continuous", "log_score", "brier"]),
               help="Without --config: the metric (default binary).")
 @click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or SQLite).")
+@click.option("--segments", is_flag=True,
+              help="Also the binary metric by the config's segment_by attribute, pooled "
+                   "beside unpooled.")
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
 def analyze(experiment: str, config_path: str | None, metric: str | None, db_url: str | None,
-            as_json: bool) -> None:
+            segments: bool, as_json: bool) -> None:
     """Print the Bayesian read-out of EXPERIMENT from the event store."""
-    from workbench import event_reads, events, readout
+    from workbench import event_reads, events, readout, segment_readout
     from workbench.config import load as load_config
     from workbench.errors import ConfigError
-    from workbench.report import print_readout
+    from workbench.report import print_readout, print_segments
 
     eng = events.engine(db_url)
     if not event_reads.exists(eng, experiment):
@@ -182,10 +191,14 @@ def analyze(experiment: str, config_path: str | None, metric: str | None, db_url
     config = load_config(config_path) if config_path else readout.config_of(
         eng, experiment, metric=metric)
     result = readout.read_out(eng, experiment, config=config).to_dict()
+    if segments:
+        result["segments"] = segment_readout.read_out(eng, config)
     if as_json:
         click.echo(json.dumps(result, default=str))
         return
     print_readout(result)
+    if segments:
+        print_segments(result["segments"])
 
 
 # -- demo --------------------------------------------------------------------------------

@@ -22,6 +22,8 @@
       window_seconds: 600    # judged on the most recent window of traffic
     auto_conclude: {enabled: true}   # see workbench.decision for the rule and defaults
     check_seconds: 10        # how often guardrails and auto-conclude are evaluated
+    segment_by: country      # optional: a unit attribute (sent as /predict's attributes) to
+                             # read the binary metric out by, pooled (workbench.segments)
 
 Without a file the default is a 50/50 split between the ``champion`` and ``challenger``
 aliases on a binary outcome.
@@ -37,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from workbench import units
 from workbench.decision import AutoConclude
 from workbench.decision import parse as parse_auto_conclude
 from workbench.errors import ConfigError
@@ -109,6 +112,7 @@ class ExperimentConfig:
     guardrails: Guardrails = field(default_factory=Guardrails)
     auto_conclude: AutoConclude = field(default_factory=AutoConclude)
     check_seconds: float = 10.0
+    segment_by: str | None = None
 
     @property
     def control_arm(self) -> Arm:
@@ -168,7 +172,7 @@ def parse(raw: Any, *, source: str = "config") -> ExperimentConfig:
     if not isinstance(raw, dict):
         raise fail("must be a mapping", "name, arms, mode, metric, ...")
     known = {"name", "unit", "mode", "arms", "control", "shadow", "metric", "decision",
-             "bandit", "salt", "guardrails", "auto_conclude", "check_seconds"}
+             "bandit", "salt", "guardrails", "auto_conclude", "check_seconds", "segment_by"}
     if unknown := sorted(set(raw) - known):
         raise fail(f"unknown keys {unknown}", sorted(known))
     name = raw.get("name")
@@ -209,12 +213,20 @@ def parse(raw: Any, *, source: str = "config") -> ExperimentConfig:
     check = raw.get("check_seconds", 10.0)
     if isinstance(check, bool) or not isinstance(check, int | float) or not check >= 0.1:
         raise fail(f"invalid check_seconds {check!r}", "a number of seconds >= 0.1")
+    segment_by = raw.get("segment_by")
+    if segment_by is not None and (not isinstance(segment_by, str) or
+                                   not units.NAME.match(segment_by)):
+        raise fail(f"invalid segment_by {segment_by!r}",
+                   "the name of a unit attribute: letters, digits, '_', '.' or '-'")
+    if segment_by is not None and metric != "binary":
+        raise fail(f"segment_by reads out a binary metric, not {metric!r}",
+                   "metric: binary, or no segment_by")
     return ExperimentConfig(name=name, arms=arms, unit=str(raw.get("unit", "unit")), mode=mode,
                             control=control, shadow=shadow, metric=metric, decision=decision,
                             bandit=bandit, salt=str(raw.get("salt", "")), guardrails=guardrails,
                             auto_conclude=parse_auto_conclude(raw.get("auto_conclude"),
                                                               source=f"{source}: auto_conclude"),
-                            check_seconds=float(check))
+                            check_seconds=float(check), segment_by=segment_by)
 
 
 def _check_min_effect(decision: dict[str, Any], metric: str, fail: Any) -> None:

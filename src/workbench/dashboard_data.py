@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench import control, event_reads, events, experiments, readout, store
+from workbench import control, event_reads, events, experiments, readout, segment_readout, store
 from workbench.aggregates import Fold
 from workbench.config import ExperimentConfig
 from workbench.folding import fold_events
@@ -67,9 +67,13 @@ def read_out_with_history(eng: Any, config: ExperimentConfig, points: int = 8
     lo, hi, n = event_reads.span(eng, config.name, names)
     cuts = np.linspace(lo, hi, points + 1)[1:].tolist() if n >= 2 else []
     fold, pruned, snapshots = event_reads.fold_all(
-        eng, config.name, timeline=control.weights_timeline(eng, config.name), cuts=cuts)
+        eng, config.name, timeline=control.weights_timeline(eng, config.name), cuts=cuts,
+        segment_by=config.segment_by)
     result = readout.read_out(eng, config.name, config=config, fold=fold, pruned=pruned)
-    return result.to_dict(), list(zip(cuts, snapshots, strict=True))
+    out = result.to_dict()
+    if config.segment_by:  # the segment read-out from the same fold (refitted now and then)
+        out["segments"] = segment_readout.latest(fold, config)
+    return out, list(zip(cuts, snapshots, strict=True))
 
 
 def evolution(data: events.Events | list[tuple[float, Fold]], config: ExperimentConfig,

@@ -29,6 +29,7 @@ from workbench import events
 from workbench.aggregates import COUNTED, Fold, Timeline, expected_sums
 from workbench.folding import Folder
 from workbench.schema import aggregates, outcomes, predictions
+from workbench.units import value_of
 
 CHUNK = 2000  # observed requests decoded at a time
 SAMPLE = 20_000  # the most recent events the dashboard's plots draw
@@ -58,15 +59,18 @@ def fold(eng: sa.Engine, experiment: str, *, timeline: Timeline | None = None,
 
 
 def fold_where(conn: sa.Connection, conds: Sequence[Any], timeline: Timeline | None, *,
-               cuts: Sequence[float] = ()) -> tuple[Fold, list[Fold]]:
+               cuts: Sequence[float] = (), segment_by: str | None = None
+               ) -> tuple[Fold, list[Fold]]:
     """The fold of the prediction rows matching ``conds``; with ``cuts`` (increasing
-    times), also the fold of the rows up to each cut (their metrics only, for history)."""
+    times), also the fold of the rows up to each cut (their metrics only, for history);
+    with ``segment_by``, the binary metric by that unit attribute too (``fold.segments``)."""
     out = Fold(counted=COUNTED)
     out.counts, out.expected = _counts(conn, conds, timeline)
+    out.segments.by = segment_by
     folder = Folder(out)
     snapshots: list[Fold] = []
     pending = list(cuts)
-    for chunk in _observed(conn, conds):
+    for chunk in _observed(conn, conds, segment_by):
         for row in chunk:  # predictions with an outcome, by assigned arm and status
             out.counts.setdefault(row[1], {}).setdefault(row[3], [0, 0])[1] += 1
         start = 0
@@ -102,19 +106,22 @@ def _counts(conn: sa.Connection, conds: Sequence[Any], timeline: Timeline | None
     return counts, expected_sums(segments, timeline) if timeline else None
 
 
-def _observed(conn: sa.Connection, conds: Sequence[Any]) -> Iterator[list[tuple[Any, ...]]]:
+def _observed(conn: sa.Connection, conds: Sequence[Any], segment_by: str | None = None
+              ) -> Iterator[list[tuple[Any, ...]]]:
     """Observed requests in chunks, in event order: (ts, assigned arm, serving arm,
-    status, summary, outcome, covariate), JSON decoded."""
+    status, summary, outcome, covariate, the value of the unit's ``segment_by``
+    attribute), JSON decoded (the attributes are read only with a ``segment_by``)."""
+    attributes = sa.cast(p.c.attributes, sa.Text) if segment_by else sa.null()
     query = (sa.select(p.c.ts, p.c.arm, p.c.status, p.c.fallback_from,
                        sa.cast(p.c.summary, sa.Text), sa.cast(o.c.outcome, sa.Text),
-                       o.c.covariate)
+                       o.c.covariate, attributes)
              .select_from(p.join(o, o.c.request_id == KEY)).where(*conds)
              .order_by(p.c.ts, p.c.request_id))
     result = conn.execute(query.execution_options(yield_per=CHUNK))
     seen: dict[str, Any] = {}  # outcomes repeat (0, 1, class names): decode each once
     for part in result.partitions():
         chunk = []
-        for ts, arm, status, fallback_from, summary, outcome, covariate in part:
+        for ts, arm, status, fallback_from, summary, outcome, covariate, attrs in part:
             if isinstance(outcome, str) and outcome in seen:
                 value = seen[outcome]
             else:
@@ -123,7 +130,8 @@ def _observed(conn: sa.Connection, conds: Sequence[Any]) -> Iterator[list[tuple[
                         not isinstance(value, list | dict):
                     seen[outcome] = value
             chunk.append((ts, assigned(arm, status, fallback_from), arm, status,
-                          _json(summary), value, covariate))
+                          _json(summary), value, covariate,
+                          value_of(_decoded(attrs), segment_by) if attrs else None))
         yield chunk
 
 
@@ -143,6 +151,14 @@ def _json(text: Any) -> Any:
     return value if end == len(text) else json.loads(text)
 
 
+def _decoded(text: str) -> Any:
+    """Stored attributes, or None where they are not JSON (never fatal to a read-out)."""
+    try:
+        return _json(text)
+    except ValueError:
+        return None
+
+
 # -- with what was pruned -------------------------------------------------------------------
 
 def stored(conn: sa.Connection, experiment: str) -> tuple[Fold, dict[str, Any]] | None:
@@ -158,14 +174,17 @@ def stored(conn: sa.Connection, experiment: str) -> tuple[Fold, dict[str, Any]] 
 
 
 def fold_all(eng: sa.Engine, experiment: str, *, timeline: Timeline | None,
-             cuts: Sequence[float] = ()) -> tuple[Fold, dict[str, Any] | None, list[Fold]]:
+             cuts: Sequence[float] = (), segment_by: str | None = None
+             ) -> tuple[Fold, dict[str, Any] | None, list[Fold]]:
     """The fold of every event of ``experiment``: those in the store and those pruned into
     its aggregate; the aggregate's description (None when nothing was pruned); and, with
-    ``cuts``, the cumulative folds up to each cut (for history plots)."""
+    ``cuts``, the cumulative folds up to each cut (for history plots). ``segment_by``: as
+    :func:`fold_where` (pruned counts by another attribute are ``segments.dropped``)."""
     for _ in range(5):
         with eng.connect() as conn:
             before = stored(conn, experiment)
-            live, snapshots = fold_where(conn, conditions(experiment), timeline, cuts=cuts)
+            live, snapshots = fold_where(conn, conditions(experiment), timeline, cuts=cuts,
+                                         segment_by=segment_by)
             after = stored(conn, experiment)
         if (before and before[1]) == (after and after[1]):  # no prune committed meanwhile
             break

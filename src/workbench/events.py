@@ -91,6 +91,7 @@ class Events:
     instances: list[Any] = field(default_factory=list)  # empty unless read with_instances
     fallback_from: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     covariate: list[Any] = field(default_factory=list)  # sent with the feedback (CUPED)
+    attributes: list[Any] = field(default_factory=list)  # the unit's (None where not sent)
 
     def __len__(self) -> int:
         return len(self.request_id)
@@ -113,7 +114,7 @@ def read(eng: sa.Engine, experiment: str, *, since: float | None = None,
     key = sa.func.coalesce(p.c.parent_id, p.c.request_id)
     cols = [p.c.request_id, p.c.parent_id, p.c.ts, p.c.arm, p.c.model_tag, p.c.unit,
             p.c.latency_ms, p.c.status, p.c.summary, o.c.outcome, p.c.fallback_from,
-            o.c.covariate]
+            o.c.covariate, p.c.attributes]
     if with_instances:
         cols.append(p.c.instances)
     query = (sa.select(*cols).select_from(p.outerjoin(o, o.c.request_id == key))
@@ -130,7 +131,8 @@ def read(eng: sa.Engine, experiment: str, *, since: float | None = None,
         latency_ms=np.asarray([np.nan if v is None else v for v in col[6]], dtype=float),
         status=np.asarray(col[7], dtype=object), summary=[_json(v) for v in col[8]],
         outcome=[_json(v) for v in col[9]], fallback_from=np.asarray(col[10], dtype=object),
-        covariate=list(col[11]), instances=[_json(v) for v in col[12]] if with_instances else [])
+        covariate=list(col[11]), attributes=[_json(v) for v in col[12]],
+        instances=[_json(v) for v in col[13]] if with_instances else [])
 
 
 def experiments(eng: sa.Engine) -> list[str]:
@@ -161,12 +163,30 @@ def prediction_of(eng: sa.Engine, request_id: str) -> dict[str, Any] | None:
 def prediction_row(*, request_id: str, experiment: str, arm: str, model_tag: str,
                    unit: str, records: list[dict[str, Any]], status: str, latency_ms: float,
                    instances: Any, parent_id: str | None = None,
-                   fallback_from: str | None = None) -> dict[str, Any]:
+                   fallback_from: str | None = None,
+                   attributes: dict[str, str] | None = None) -> dict[str, Any]:
     """One ``predictions`` row, as the gateway and stream consumers log it."""
     return {"request_id": request_id, "parent_id": parent_id, "ts": time.time(),
             "experiment": experiment, "arm": arm, "model_tag": model_tag, "unit": unit,
             "latency_ms": latency_ms, "status": status, "fallback_from": fallback_from,
-            "n_rows": len(records), "summary": records, "instances": instances}
+            "n_rows": len(records), "summary": records, "instances": instances,
+            "attributes": attributes}
+
+
+INPUTS = ("raw", "hash", "none")  # what a prediction's row logs of its inputs
+
+
+def logged_inputs(rows: list[Any], mode: str) -> Any:
+    """What ``mode`` (:data:`INPUTS`) logs of a request's input rows: the rows, their
+    SHA-256, or nothing."""
+    if mode == "raw":
+        return rows
+    if mode == "hash":
+        import hashlib
+        import json
+
+        return {"sha256": hashlib.sha256(json.dumps(rows).encode()).hexdigest()}
+    return None
 
 
 def record_outcome(eng: sa.Engine, row: dict[str, Any]) -> bool:

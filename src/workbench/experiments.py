@@ -38,9 +38,9 @@ from workbench import cuped
 from workbench.aggregates import Fold, Moments, Score
 from workbench.bootstrap import bayesian_bootstrap as bayesian_bootstrap
 from workbench.bootstrap import mean_draws
-from workbench.folding import brier as brier
 from workbench.folding import fold_events
-from workbench.folding import log_score as log_score
+from workbench.observations import brier as brier
+from workbench.observations import log_score as log_score
 
 if TYPE_CHECKING:
     from workbench.config import ExperimentConfig

@@ -1,7 +1,7 @@
-"""Folding events into sufficient statistics (:class:`workbench.aggregates.Fold`): how one
-served row and its outcome become numbers (:func:`observe`, :func:`log_score`,
-:func:`brier`), and how rows are added up, a chunk at a time (:class:`Folder`), or all at
-once from events in memory (:func:`fold_events`).
+"""Folding events into sufficient statistics (:class:`workbench.aggregates.Fold`): how
+observed rows (each made numbers by :func:`workbench.observations.observe`) are added up,
+a chunk at a time (:class:`Folder`), or all at once from events in memory
+(:func:`fold_events`).
 
 Which rows count is :mod:`workbench.readout`'s rule (intention-to-treat): the metrics take
 the rows of counted statuses under the arm the unit was assigned to; calibration takes
@@ -12,7 +12,6 @@ in ``skipped``, never fatal.
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,34 +33,14 @@ from workbench.aggregates import (
     add_lists,
     expected_sums,
 )
-from workbench.calibration import class_index
+from workbench.observations import finite, observe
+from workbench.units import value_of
 
 if TYPE_CHECKING:
     from workbench.events import Events
 
 BLOCK = 4096  # values per arm whose moments are taken at once (then merged)
-_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
-_ERRORS = (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError,
-           ZeroDivisionError)
 
-
-# -- per-row scores --------------------------------------------------------------------------
-
-def log_score(row: dict[str, Any], value: Any) -> float:
-    """Log predictive density of ``value`` under a served row."""
-    if "probabilities" in row:
-        p = list(row["probabilities"].values())[class_index(row, value)]
-        return math.log(max(p, 1e-12))
-    y, sd = float(value), max(row["std"], 1e-12)
-    z = (y - row["mean"]) / sd
-    return -z * z / 2.0 - _LOG_SQRT_2PI - math.log(sd)
-
-
-def brier(row: dict[str, Any], value: Any) -> float:
-    """Brier score of a classifier's probabilities against the observed class."""
-    probs = list(row["probabilities"].values())
-    k = class_index(row, value)
-    return float(sum((p - (1.0 if j == k else 0.0)) ** 2 for j, p in enumerate(probs)))
 
 class Folder:
     """Adds observed requests to a fold a chunk at a time (:meth:`add`), then
@@ -69,8 +48,10 @@ class Folder:
     were chunked: sums run row by row, and moments are taken per block of :data:`BLOCK`
     values of an arm (numpy's pairwise sums within a block, Chan's merge between blocks).
 
-    Rows are ``(assigned arm, serving arm, status, summary, outcome)``, decoded, with an
-    optional sixth item: the request's pre-period covariate (None without). The
+    Rows are ``(assigned arm, serving arm, status, summary, outcome)``, decoded, with two
+    optional items: the request's pre-period covariate and the value of its unit's segment
+    attribute (None without; segments are counted when the fold's ``segments.by`` is
+    set). The
     metrics take the rows of counted statuses by assigned arm; calibration takes every
     ``scored`` status by serving arm. Rows the metric cannot take are counted in
     ``skipped``, never fatal.
@@ -80,10 +61,12 @@ class Folder:
         self.fold = fold
         self.counted, self.scored = frozenset(fold.counted), frozenset(scored)
         self.arms: dict[str, _Sums] = {}
+        self.segments: dict[tuple[str | None, str], list[int]] = {}  # (value, arm): [s, n]
 
     def add(self, rows: Iterable[tuple[str, str, str, Any, Any]]) -> None:
         arms, counted, scored = self.arms, self.counted, self.scored
-        for assigned, served, status, summary, outcome, *covariate in rows:
+        by = self.fold.segments.by
+        for assigned, served, status, summary, outcome, *extra in rows:
             if outcome is None or not isinstance(summary, list) or not summary:
                 continue
             count, score = status in counted, status in scored
@@ -96,13 +79,19 @@ class Folder:
             mine = (arms.get(assigned) or arms.setdefault(assigned, _Sums())) if count \
                 else None
             theirs = (arms.get(served) or arms.setdefault(served, _Sums())) if score else None
-            x = _finite(covariate[0]) if covariate and mine is not None else None
+            x = finite(extra[0]) if extra and mine is not None else None
+            segment = self.segments.setdefault(
+                (extra[1] if len(extra) > 1 else None, assigned), [0, 0]) \
+                if by is not None and mine is not None else None
             for row, value in zip(summary, outs, strict=True):
                 if not isinstance(row, dict):
                     continue
                 b, c, (log, brier_), reliable, covered = observe(row, value)
                 if mine is not None:
                     mine.add(b, c, log, brier_)
+                    if segment is not None and b is not None:
+                        segment[0] += b
+                        segment[1] += 1
                     if x is not None and c is not None:
                         mine.pairs[0].append(x)
                         mine.pairs[1].append(c)
@@ -126,12 +115,18 @@ class Folder:
         copy = Fold.from_json(self.fold.to_json())
         for arm, sums in self.arms.items():
             sums.into(copy, arm)
+        for (value, arm), (s, n) in self.segments.items():
+            if n:
+                copy.segments.add(value, arm, s, n)
         return copy
 
     def close(self) -> Fold:
         for arm, sums in self.arms.items():
             sums.into(self.fold, arm)
-        self.arms = {}
+        for (value, arm), (s, n) in self.segments.items():
+            if n:
+                self.fold.segments.add(value, arm, s, n)
+        self.arms, self.segments = {}, {}
         return self.fold
 
 
@@ -213,79 +208,6 @@ def _comoments(fold: Fold, arm: str, x: list[float], y: list[float]) -> None:
     fold.cuped[arm] = fold.cuped.get(arm, CoMoments()).merge(CoMoments.of(x, y))
 
 
-def observe(row: dict[str, Any], value: Any) -> tuple[
-        int | None, float | None, tuple[float | None, float | None],
-        tuple[float, float] | None, tuple[float, float] | None]:
-    """What one served row and its observed ``value`` give, None where they cannot:
-    the binary outcome, the continuous outcome, the (log, Brier) scores, the (predicted
-    probability, observed class) pair of a binary classifier, and the (inside, width) of
-    a regression interval. The same as :func:`log_score`, :func:`brier` and
-    :mod:`workbench.calibration`, with the row's class looked up once."""
-    v = None
-    if not isinstance(value, str):
-        try:
-            v = float(value)
-        except _ERRORS:
-            v = None
-    b = int(v) if v is not None and v in (0.0, 1.0) else None
-    c = v if v is not None and not isinstance(value, bool) and math.isfinite(v) else None
-    if "probabilities" in row:
-        try:
-            probs = list(row["probabilities"].values())
-            k = value if type(value) is int and 0 <= value < len(probs) else \
-                class_index(row, value)
-        except _ERRORS:
-            return b, c, (None, None), None, None
-        reliable = None
-        try:
-            log = _finite_or_none(math.log(max(probs[k], 1e-12)))
-        except _ERRORS:
-            log = None
-        try:
-            brier_ = 0.0
-            for j, p in enumerate(probs):
-                d = p - (1.0 if j == k else 0.0)
-                brier_ += d * d  # in order, as numpy sums a few terms
-            brier_ = _finite_or_none(float(brier_))
-        except _ERRORS:
-            brier_ = None
-        if len(probs) == 2:
-            try:
-                p = float(row["mean"])
-                reliable = (p, float(k)) if math.isfinite(p) else None
-            except _ERRORS:
-                reliable = None
-        return b, c, (log, brier_), reliable, None
-    covered = None
-    try:
-        y, sd = float(value), max(row["std"], 1e-12)
-        z = (y - row["mean"]) / sd
-        log = _finite_or_none(-z * z / 2.0 - _LOG_SQRT_2PI - math.log(sd))
-    except _ERRORS:
-        log = None
-    y = _finite(value)
-    if y is not None and "interval" in row:
-        try:
-            lo, hi = row["interval"][0], row["interval"][1]
-            covered = (float(lo <= y <= hi), float(hi - lo))
-        except _ERRORS:
-            covered = None
-    return b, c, (log, None), None, covered
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool | str) or not isinstance(value, int | float):
-        return None
-    try:
-        y = float(value)
-    except OverflowError:
-        return None
-    return y if math.isfinite(y) else None
-
 
 def assigned_arms(data: Events) -> np.ndarray:
     """Each event's assigned arm: a fallback counts for the arm the unit was assigned to."""
@@ -299,12 +221,14 @@ def assigned_arms(data: Events) -> np.ndarray:
 
 
 def fold_events(data: Events, *, counted: Sequence[str] = COUNTED,
-                timeline: Timeline | None = None, served: Events | None = None) -> Fold:
+                timeline: Timeline | None = None, served: Events | None = None,
+                segment_by: str | None = None) -> Fold:
     """The fold of events in memory (notebooks, tests, :func:`workbench.experiments.analyze`).
 
     ``counted``: the statuses the metrics take. ``timeline``: the weights timeline for the
     expected shares (None: unknown). ``served``: the events to take calibration from
-    (default ``data``), each by the arm that served it.
+    (default ``data``), each by the arm that served it. ``segment_by``: the unit attribute
+    to count the binary metric by (``fold.segments``).
     """
     fold = Fold(counted=tuple(counted))
     arms = assigned_arms(data)
@@ -325,8 +249,11 @@ def fold_events(data: Events, *, counted: Sequence[str] = COUNTED,
         fold.expected = None
     idx = np.flatnonzero(has)
     covariate = data.covariate if len(data.covariate) == len(data) else [None] * len(data)
+    attributes = data.attributes if len(data.attributes) == len(data) else [None] * len(data)
+    fold.segments.by = segment_by
     fold_rows(fold, ((arms[i], data.arm[i], data.status[i], data.summary[i], data.outcome[i],
-                      covariate[i]) for i in idx), scored=() if served is not None else SCORED)
+                      covariate[i], value_of(attributes[i], segment_by)) for i in idx),
+              scored=() if served is not None else SCORED)
     if served is not None:
         scores = Fold(counted=())
         fold_rows(scores, ((a, a, s, m, o) for a, s, m, o in zip(

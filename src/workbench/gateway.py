@@ -24,10 +24,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from workbench import bandit, control, events, feedback, guardrails, logs, metrics, readout
+from workbench import (
+    bandit,
+    control,
+    events,
+    feedback,
+    guardrails,
+    logs,
+    metrics,
+    readout,
+    segment_readout,
+)
 from workbench.arms import ArmClient, ArmModel, PredictCall
 from workbench.config import ExperimentConfig
-from workbench.errors import ConfigError, InputError, ModelNotFound, Unavailable
+from workbench.errors import ConfigError, ModelNotFound, Unavailable
 from workbench.inputs import check_entities
 from workbench.predict import (
     DEFAULT_MASS,
@@ -38,12 +48,11 @@ from workbench.predict import (
 )
 from workbench.routing import LiveState
 from workbench.sink import unreachable
+from workbench.units import EXPECTED_ATTRIBUTES, MAX_UNIT, check_attributes, check_unit
 from workbench.writer import EventWriter
 
 logger = logging.getLogger("workbench.gateway")
 
-MAX_UNIT = 256  # the unit column's width
-INPUTS = ("raw", "hash", "none")
 
 
 class Gateway:
@@ -85,9 +94,9 @@ class Gateway:
         self.writer = writer
         self.max_rows = max_rows
         self.feedback_grace = feedback_grace
-        if inputs not in INPUTS:
+        if inputs not in events.INPUTS:
             raise ConfigError(f"invalid event inputs setting {inputs!r}",
-                              detail={"expected one of": list(INPUTS)})
+                              detail={"expected one of": list(events.INPUTS)})
         self.inputs = inputs
         self.analysis_ttl = analysis_ttl
         self.arms = ArmClient(config, models, predict)
@@ -105,17 +114,15 @@ class Gateway:
 
     async def predict(self, unit: Any, instances: Any = None, *,
                       interval_mass: Any = DEFAULT_MASS, draws: Any = 0,
-                      entities: Any = None, feature_service: Any = None) -> dict[str, Any]:
+                      entities: Any = None, feature_service: Any = None,
+                      attributes: Any = None) -> dict[str, Any]:
         """``POST /predict``: the assigned arm's prediction plus request id, experiment, arm.
         Rows are ``instances``, or ``entities`` whose features the arm's Predictor reads
-        from the online feature store."""
+        from the online feature store; ``attributes``: the unit's, logged with the
+        prediction (:mod:`workbench.units`)."""
         started = time.perf_counter()
-        if isinstance(unit, bool) or not isinstance(unit, str | int) or unit == "" or \
-                len(str(unit)) > MAX_UNIT or "\x00" in str(unit):
-            raise InputError(f"unit must be a non-empty string or integer (at most {MAX_UNIT} "
-                             "characters, no NUL)",
-                             detail={"expected": f"the {self.config.unit} this request is for"})
-        unit = str(unit)
+        unit = check_unit(unit, self.config.unit)
+        attributes = check_attributes(attributes)
         arm, status = self.live.route(unit)
         if entities is None:
             rows = validate_rows(instances, self.models[arm].features,
@@ -138,11 +145,12 @@ class Gateway:
         metrics.REQUESTS.labels(self.config.name, arm, served.status).inc()
         await self.writer.submit("predictions", self._row(
             request_id, None, unit, served.arm, served.body, served.status,
-            served.fallback_from, payload, (time.perf_counter() - started) * 1000.0))
+            served.fallback_from, payload, (time.perf_counter() - started) * 1000.0,
+            attributes))
         if status == "ok":  # a shadow's row is logged if there is room; nobody waits on it
             self.arms.mirror(payload, lambda model, body, ms: self.writer.offer(
                 "predictions", self._row(f"{request_id}-shadow", request_id, unit, model,
-                                         body, "shadow", None, payload, ms)))
+                                         body, "shadow", None, payload, ms, attributes)))
         out = {"request_id": request_id, "experiment": self.config.name,
                "arm": served.arm.arm}
         if served.fallback_from:
@@ -151,22 +159,14 @@ class Gateway:
 
     def _row(self, request_id: str, parent_id: str | None, unit: str, model: ArmModel,
              body: dict[str, Any], status: str, fallback_from: str | None,
-             payload: dict[str, Any], latency_ms: float) -> dict[str, Any]:
+             payload: dict[str, Any], latency_ms: float,
+             attributes: dict[str, str] | None) -> dict[str, Any]:
         return events.prediction_row(
             request_id=request_id, parent_id=parent_id, experiment=self.config.name,
             arm=model.arm, model_tag=body["model"], unit=unit, records=body["predictions"],
             status=status, fallback_from=fallback_from, latency_ms=latency_ms,
-            instances=self._inputs(payload.get("instances") or payload["entities"]))
-
-    def _inputs(self, rows: list[Any]) -> Any:
-        if self.inputs == "raw":
-            return rows
-        if self.inputs == "hash":
-            import hashlib
-            import json
-
-            return {"sha256": hashlib.sha256(json.dumps(rows).encode()).hexdigest()}
-        return None
+            instances=events.logged_inputs(payload.get("instances") or payload["entities"],
+                                           self.inputs), attributes=attributes)
 
     async def drain(self) -> None:
         """Wait for mirrored shadow calls still in flight (before a shutdown)."""
@@ -242,20 +242,9 @@ class Gateway:
             weight: Any = None, winner: str | None = None) -> dict[str, Any]:
         """An admin action (``pause``, ``resume``, ``ramp``, ``conclude``), audited; the
         new state is live on this replica at once and on the others within a poll."""
-        name = self.config.name
-        if action == "pause":
-            control.pause(self.engine, name, actor=actor, reason=reason)
-        elif action == "resume":
-            control.resume(self.engine, name, actor=actor, reason=reason)
-        elif action == "ramp":
-            control.ramp(self.engine, name, arm or "", weight, actor=actor, reason=reason)
-        elif action == "conclude":
-            control.conclude(self.engine, name, winner or self._decided(), actor=actor,
-                             reason=reason)
-        else:
-            raise InputError(f"unknown action {action!r}",
-                             detail={"expected one of": ["pause", "resume", "ramp",
-                                                         "conclude"]})
+        control.act(self.engine, self.config.name, action, actor=actor, reason=reason,
+                    arm=arm, weight=weight,
+                    winner=winner or (self._decided() if action == "conclude" else None))
         self.live.refresh()
         return self.state()
 
@@ -316,6 +305,11 @@ class Gateway:
         return readout.cached(self.engine, self.config.name, config=self.config,
                               ttl=self.analysis_ttl)
 
+    def segments(self) -> dict[str, Any]:
+        """``GET /analysis/segments``: the binary metric by the configured unit attribute,
+        pooled beside unpooled (:mod:`workbench.segment_readout`; cached 30 s)."""
+        return segment_readout.cached(self.engine, self.config)
+
     def metadata(self) -> dict[str, Any]:
         """``GET /metadata``: what clients must send (and get back), per arm."""
         arm = next(iter(self.models.values()))
@@ -324,6 +318,7 @@ class Gateway:
                              "features": list(m.features), "targets": list(m.targets)}
                          for a, m in self.models.items()},
                 "request": {"unit": f"string or integer (at most {MAX_UNIT} characters)",
+                            "attributes": f"optional: {EXPECTED_ATTRIBUTES}",
                             "instances": "rows as lists or objects keyed by feature name",
                             "interval_mass": "(0, 1)", "draws": f"0..{MAX_RETURNED_DRAWS}"},
                 "feedback": feedback.describe(self.config.metric, arm.kind, arm.targets)}

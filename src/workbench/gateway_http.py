@@ -1,6 +1,6 @@
 """The gateway's read-only HTTP routes beside its BentoML APIs: ``/experiment``,
-``/analysis``, ``/metadata``, ``/health/all``, and the service's OpenAPI document
-(``/docs.json``, :func:`workbench.openapi.document`), as one Starlette app that the
+``/analysis``, ``/analysis/segments``, ``/metadata``, ``/health/all``, and the service's
+OpenAPI document (``/docs.json``, :func:`workbench.openapi.document`), as one Starlette app that the
 experiment bento mounts at ``/``.
 """
 
@@ -64,12 +64,16 @@ def app(get_gateway: Callable[[], Gateway],
     documented = {
         "/experiment": openapi.json_get("The experiment: config, live state, counts per arm"),
         "/analysis": openapi.json_get("The Bayesian read-out per arm"),
+        "/analysis/segments": openapi.json_get(
+            "The binary metric by the configured unit attribute (segment_by), pooled beside "
+            "unpooled; 409 without a segment_by"),
         "/metadata": openapi.json_get("What clients must send (and get back), per arm"),
         "/health/all": openapi.json_get("Readiness of every arm's model and of the event "
                                         "pipeline (writer, database, spool); 503 if not")}
     app = Starlette(routes=[
         Route("/experiment", guarded(lambda: get_gateway().experiment())),
         Route("/analysis", guarded(lambda: get_gateway().analysis())),
+        Route("/analysis/segments", guarded(lambda: get_gateway().segments())),
         Route("/metadata", guarded(lambda: get_gateway().metadata())),
         Route("/health/all", health), Route("/docs", docs)])
     app.add_route("/docs.json", openapi.endpoint(openapi.current_service, app,

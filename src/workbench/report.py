@@ -64,6 +64,40 @@ def print_readout(readout: dict[str, Any]) -> None:
         out.print(f"counted: {readout['counted']}")
 
 
+def print_segments(readout: dict[str, Any]) -> None:
+    """The segment read-out (:mod:`workbench.segment_readout`): per segment and treatment
+    arm, the pooled and unpooled effect on the rate, in points, with 90% intervals."""
+    from rich.table import Table
+
+    out = console()
+    if not readout["effects"]:
+        out.print(f"segments by {readout['attribute']}: {readout.get('note', 'none yet')}")
+        return
+
+    def effect(e: dict[str, Any]) -> str:
+        mean, lo, hi = (100 * x for x in e["rate_diff"])
+        mark = " [green]winner[/]" if e["winner"] else " [red]loser[/]" if e["loser"] else ""
+        return f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] P>0 {e['prob_positive']:.2f}{mark}"
+
+    table = Table(title=f"{readout['experiment']}: binary by {readout['attribute']}, effect "
+                        "vs control in points (90% CI)")
+    for col in ("segment", "arm", "trials", "control trials", "pooled", "unpooled"):
+        table.add_column(col)
+    for e in readout["effects"]:
+        table.add_row(e["segment"], e["arm"], str(e["trials"]), str(e["control_trials"]),
+                      effect(e["pooled"]), effect(e["unpooled"]))
+    out.print(table)
+    for o in readout["overall"]:
+        d, tau = o["d"], o["tau"]
+        out.print(f"{o['arm']}: overall log-odds effect {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+                  f", spread across segments tau {tau[0]:.3f} [{tau[1]:.3f}, {tau[2]:.3f}]")
+    t = readout["trials"]
+    out.print(f"trials in segments {t['in_segments']}; not in any: {t['unset']} without the "
+              f"attribute, {t['other']} past the first values kept, {t['not_recorded']} "
+              "folded before it was configured; NUTS divergences "
+              f"{readout['diagnostics'].get('divergences', 0)}")
+
+
 def print_state(state: dict[str, Any]) -> None:
     weights = ", ".join(f"{a} {w:.0%}" for a, w in state["weights"].items())
     winner = f", winner {state['winner']}" if state.get("winner") else ""

@@ -8,7 +8,8 @@ default each batch is first folded into the experiment's row of the ``aggregates
 transaction as the delete**: a crash leaves every event either in the event tables or in
 the aggregate, never both or neither. Every read-out adds the aggregate to the events
 still in the store (:func:`workbench.event_reads.fold_all`), so its counts and decision do
-not change. With ``aggregate=False`` the events are deleted without folding: the
+not change (segment counts are kept by the ``segment_by`` the experiment was last run
+with). With ``aggregate=False`` the events are deleted without folding: the
 read-out forgets them.
 
 What is lost with the rows either way: the events themselves (the dashboard's latency and
@@ -27,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from workbench import control, event_reads
+from workbench import control, event_reads, events
 from workbench.schema import aggregates, outcomes, predictions
 
 BATCH = 2000  # rows looked at per transaction (and the shadows of their requests)
@@ -50,6 +51,8 @@ def prune(eng: sa.Engine, experiment: str, before: float, *, aggregate: bool = T
     experiment's aggregate first, batch by batch. ``progress`` gets the running count of
     deleted predictions after each batch. Returns what was done."""
     timeline = control.weights_timeline(eng, experiment) if aggregate else None
+    recorded = events.load_config(eng, experiment) if aggregate else None
+    segment_by = recorded.get("segment_by") if isinstance(recorded, dict) else None
     deleted = {"predictions": 0, "outcomes": 0}
     after: tuple[float, str] | None = None  # the last row looked at (keyset pagination)
     while True:
@@ -63,7 +66,7 @@ def prune(eng: sa.Engine, experiment: str, before: float, *, aggregate: bool = T
             if not ids:
                 continue
             if aggregate:
-                _fold_into(conn, experiment, ids, before, timeline)
+                _fold_into(conn, experiment, ids, before, timeline, segment_by)
             deleted["outcomes"] += conn.execute(
                 outcomes.delete().where(outcomes.c.request_id.in_(ids))).rowcount
             deleted["predictions"] += conn.execute(
@@ -99,8 +102,9 @@ def _next_batch(conn: sa.Connection, experiment: str, before: float, batch: int,
 
 
 def _fold_into(conn: sa.Connection, experiment: str, ids: list[str], before: float,
-               timeline: Any) -> None:
-    live, _ = event_reads.fold_where(conn, [p.c.request_id.in_(ids)], timeline)
+               timeline: Any, segment_by: str | None) -> None:
+    live, _ = event_reads.fold_where(conn, [p.c.request_id.in_(ids)], timeline,
+                                     segment_by=segment_by)
     current = event_reads.stored(conn, experiment)
     now = time.time()
     if current is None:

@@ -1,7 +1,8 @@
 """The event store's tables, in one place: what every replica reads and writes.
 
 - ``predictions``: every served prediction (primary, fallback, shadow, or served while the
-  experiment was paused or concluded), keyed by its request id;
+  experiment was paused or concluded), keyed by its request id, with the unit's attributes
+  when the client sent them (segments, :mod:`workbench.segments`);
 - ``outcomes``: the feedback on a prediction, at most one per request id (the primary key
   is the de-duplication every replica shares), with the unit's pre-period covariate when
   the client sent one (CUPED, :mod:`workbench.cuped`);
@@ -44,6 +45,7 @@ predictions = sa.Table(
     sa.Column("n_rows", sa.Integer, nullable=False),
     sa.Column("summary", sa.JSON),  # the served predictions
     sa.Column("instances", sa.JSON),  # the input rows
+    sa.Column("attributes", sa.JSON),  # the unit's, e.g. {"country": "DE"} (workbench.units)
 )
 
 outcomes = sa.Table(

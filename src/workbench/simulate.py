@@ -57,19 +57,37 @@ def outcome_for(y: float, arm: str, effects: dict[str, float], rng: np.random.Ge
     return float(y)
 
 
+def unit_attributes(values: dict[str, Sequence[str]], users: int, seed: int = 0
+                    ) -> dict[str, dict[str, str]]:
+    """Each unit's attributes (``user-0``...): one of each attribute's values, with Zipf
+    weights (1, 1/2, 1/3...), fixed by ``seed``."""
+    if not values:
+        return {}
+    rng = np.random.default_rng([seed, 1])
+    drawn = {}
+    for name, options in values.items():
+        weights = 1.0 / np.arange(1, len(options) + 1)
+        drawn[name] = rng.choice(len(options), size=users, p=weights / weights.sum())
+    return {f"user-{u}": {name: str(values[name][k[u]]) for name, k in drawn.items()}
+            for u in range(users)}
+
+
 async def simulate(url: str, *, dataset: str = "breast_cancer", users: int = 200,
                    duration: float = 30.0, rate: float = 20.0,
                    effects: dict[str, float] | None = None, seed: int = 0,
                    concurrency: int = 32, progress: bool = True,
                    max_requests: int | None = None,
                    features: Sequence[str] | None = None,
-                   api_key: str | None = None) -> Summary:
+                   api_key: str | None = None,
+                   attributes: dict[str, Sequence[str]] | None = None) -> Summary:
     """Send traffic to the gateway at ``url`` for ``duration`` seconds (bounded).
 
     Rows come from ``dataset``'s held-out split, restricted to ``features`` (names) when
     the served models were fit to a subset of its columns. ``api_key`` (default
     ``$WORKBENCH_API_KEY``) needs the ``predict`` and ``feedback`` scopes when the gateway
-    has access control on.
+    has access control on. ``attributes``: values per unit attribute (e.g. ``{"country":
+    ["DE", "FR", "US"]}``); each unit keeps one value of each, drawn with Zipf weights
+    (the first value the most common), sent with every request (segments).
     """
     from workbench.settings import load
 
@@ -86,13 +104,15 @@ async def simulate(url: str, *, dataset: str = "breast_cancer", users: int = 200
     summary = Summary()
     limit = asyncio.Semaphore(concurrency)
     budget = max_requests or int(rate * duration * 3 + 10)
+    units = unit_attributes(attributes or {}, users, seed)
 
     async def one(http: httpx.AsyncClient, unit: str, i: int) -> None:
         async with limit:
             started = time.perf_counter()
             try:
-                r = await http.post("/predict", json={"unit": unit,
-                                                      "instances": [test.X[i].tolist()]})
+                r = await http.post("/predict", json={
+                    "unit": unit, "instances": [test.X[i].tolist()]}
+                    | ({"attributes": units[unit]} if units else {}))
             except httpx.HTTPError:
                 summary.errors[0] += 1
                 return

@@ -28,8 +28,7 @@ import numpy as np
 
 from workbench.errors import InputError
 from workbench.feedback import check_request_id
-
-MAX_UNIT = 256
+from workbench.units import MAX_UNIT
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ arms:
 shadow: {name: shadow, model: challenger}
 metric: binary
 decision: {prob_best: 0.95, min_outcomes: 20}
+segment_by: country
 """
 
 
@@ -114,6 +115,8 @@ def test_bad_feedback_is_refused_before_it_is_stored_and_analysis_stays_200(spli
     ({"unit": "u", "instances": [[1.0, 2.0]]}, "has 2 values"),
     ({"unit": "u", "instances": [[float("nan")] * 30]}, "not a finite number"),
     ({"unit": "u", "instances": []}, "instances is empty"),
+    ({"unit": "u", "instances": [ROWS[0]], "attributes": {"country": [1]}}, "invalid value"),
+    ({"unit": "u", "instances": [ROWS[0]], "attributes": {"a b": "x"}}, "attribute name"),
 ])
 def test_bad_requests_get_a_4xx_and_the_gateway_keeps_serving(split, payload, message):
     server, _ = split
@@ -121,6 +124,37 @@ def test_bad_requests_get_a_4xx_and_the_gateway_keeps_serving(split, payload, me
                    headers={"content-type": "application/json"})
     assert r.status_code == 400 and message in json.dumps(r.json())
     assert _predict(server.url, "after-bad").status_code == 200
+
+
+def test_attributes_are_logged_and_read_out_by_segment(split):
+    """Units send their country; /analysis/segments reads the binary metric by it, every
+    fed-back trial in its segment (the pooled beside the unpooled effect)."""
+    server, db = split
+    sent: Counter[tuple[str, str]] = Counter()
+    for i in range(60):
+        country = ("DE", "FR", "US")[i % 3]
+        body = _predict(server.url, f"seg-user-{i}", ROWS[i % 50],
+                        attributes={"country": country}).json()
+        r = httpx.post(server.url + "/feedback", json={"request_id": body["request_id"],
+                                                       "outcome": i % 2})
+        assert r.status_code == 200, r.text
+        sent[(country, body["arm"])] += 1
+    eng = events.engine(db)
+    wait_for(lambda: sum(a == {"country": "US"} for a in events.read(
+        eng, "e2e-split").attributes) >= 20, 10, "the attributes logged")
+    r = httpx.get(server.url + "/analysis/segments", timeout=120)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["attribute"] == "country" and out["control"] == "control"
+    got = {(e["segment"], "treatment"): e["trials"] for e in out["effects"]} | {
+        (e["segment"], "control"): e["control_trials"] for e in out["effects"]}
+    assert got == dict(sent)
+    for e in out["effects"]:
+        for kind in ("pooled", "unpooled"):
+            mean, lo, hi = e[kind]["rate_diff"]
+            assert lo <= mean <= hi and 0 <= e[kind]["prob_positive"] <= 1
+    docs = httpx.get(server.url + "/docs.json").json()
+    assert "/analysis/segments" in docs["paths"]
 
 
 def test_read_outs_health_and_metadata(split, request):
