@@ -14,7 +14,9 @@
 6. (i) streaming inference on Redis Streams: ``workbench stream`` consumers' latency and
    throughput (``bench_stream.py``; skipped without ``redis-server``);
 7. (j) simulation-based calibration of every shipped model at 1,000 simulations
-   (``bench_sbc.py``).
+   (``bench_sbc.py``);
+8. (k) segment read-outs, pooled against unpooled, on simulated experiments
+   (``bench_segments.py``).
 
 Sections of RESULTS.md that no figure here writes (hand-written studies) are kept as they
 are, after the generated ones.
@@ -150,6 +152,11 @@ def main() -> None:
 
     results["sbc"] = bench_sbc.run(workdir / "sbc", log=log,
                                    **(bench_sbc.QUICK if args.quick else {}))
+    log("(k) segment read-outs, pooled against unpooled (workbench.segment_sim)")
+    import bench_segments
+
+    results["segments"] = bench_segments.run(workdir / "segments", log=log,
+                                             **(bench_segments.QUICK if args.quick else {}))
     results["machine"]["load_average_at_end"] = os.getloadavg()
     results["minutes"] = round((time.time() - started) / 60, 1)
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
@@ -409,7 +416,9 @@ dispatch overhead.
 
 Command: `make bench` (`benchmarks/bench_http.py`, servers from the store that
 `benchmarks/run.py` fills). Every server runs on loopback in its own process group, all
-started in this run; the load generator runs on the same {m['cores']} cores. 1 client: one
+started in this run, and is measured alone: the others are paused (SIGSTOP) meanwhile, so
+their idle timers stay out of its figures; the load generator runs on the same
+{m['cores']} cores. 1 client: one
 kept-alive connection (`http.client`), up to {per_round} requests per round, {rounds1}
 rounds; {h['clients']} clients: `{h.get('load_generator', 'aiohttp')}`{LOADGEN.get(
     h.get('load_generator'), '')}, a fixed time per round, {rounds64} rounds (the classic
@@ -497,6 +506,7 @@ which makes `workbench.writer.EventWriter` a no-op), measured in the same rounds
         cache_section(r),
         stream_section(r),
         sbc_section(r),
+        segments_section(r),
         "\n" + notes(r),
         "\n## On a GPU\n\nNot part of `make bench` (this machine has no GPU): "
         "`benchmarks/gpu_check.sh` on a lent NVIDIA H100, results in `benchmarks/GPU.md`.\n"]
@@ -539,6 +549,15 @@ def sbc_section(r: dict[str, Any]) -> str:
     import bench_sbc
 
     return bench_sbc.render(r["sbc"], r["command"])
+
+
+def segments_section(r: dict[str, Any]) -> str:
+    """Figure (k), when measured."""
+    if "segments" not in r:
+        return ""
+    import bench_segments
+
+    return bench_segments.render(r["segments"], r["command"])
 
 
 CLASSIC_ERRORS = """
