@@ -15,10 +15,12 @@ Servers (each on a free loopback port, in its own process group, stopped in a fi
 
 Cold start: process start until ``/readyz`` answers 200, each server alone; the first
 start with an empty JAX compilation cache of the server's own, the later ones (restarts)
-with the cache it filled. Latency: one
-client on one kept-alive connection; throughput: 64 concurrent clients (aiohttp) for a
-fixed time. Rounds alternate between the servers (ABAB...), so slow spells of the shared
-machine hit every server alike; medians and interquartile ranges are over rounds.
+with the cache it filled. Latency: one client on one kept-alive connection; throughput: 64
+concurrent clients (``hey``, else aiohttp) for a fixed time. Each server is measured
+alone: the others' process groups are paused (SIGSTOP) and it is resumed and sent a few
+requests first, so nine idle servers' timers do not land in its figures on two cores.
+Rounds alternate between the servers (ABAB...), so slow spells of the shared machine hit
+every server alike; medians and interquartile ranges are over rounds.
 
     BENTOML_HOME=<store with champion> .venv/bin/python benchmarks/bench_http.py [--quick]
 
@@ -170,6 +172,30 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             pass
 
 
+def pause(server: Running) -> None:
+    """SIGSTOP the server's process group: a server not being measured takes no CPU (its
+    timers, pollers and the event writer's flushes would land in the measured one's
+    latency on two cores)."""
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGSTOP)
+
+
+def resume(server: Running) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGCONT)
+
+
+def alone(server: Running, running: dict[str, Running]) -> Running:
+    """Resume ``server`` with every other one paused, and send it a few requests (its
+    connections and caches warm again); returns it."""
+    for other in running.values():
+        if other is not server:
+            pause(other)
+    resume(server)
+    warm(server, 1 if server.spec.heavy else 10)
+    return server
+
+
 def warm(server: Running, n: int) -> None:
     """A few requests first (the naive bento compiles on its first; connections open)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
@@ -315,11 +341,14 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
                     f"{server.ready_s:.1f}s")
                 if r < cold_rounds - 1:
                     stop(server.process)
-                else:
+                else:  # kept for the load rounds, paused while the next ones start
                     running[spec.name] = server
+                    pause(server)
         out["cold_start_s"] = {name: spread(v[1:] or v) | {
             "first": round(v[0], 2), "all": [round(x, 2) for x in v]}
             for name, v in cold.items()}  # the median is over restarts
+        for server in running.values():
+            resume(server)
         for name in GATEWAYS:  # both arms' model ready behind it
             deadline = time.monotonic() + 120
             while status(running[name].port, "GET", "/health/all") != 200:
@@ -336,8 +365,8 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
             for server in order:
                 if server.spec.heavy and r >= max(1, rounds // 3):
                     continue  # seconds per request: fewer rounds
-                res = one_client(server, 15 if server.spec.heavy else requests,
-                                 seconds * (3 if server.spec.heavy else 2))
+                res = one_client(alone(server, running), 15 if server.spec.heavy
+                                 else requests, seconds * (3 if server.spec.heavy else 2))
                 single[server.spec.name].append(res)
             log(f"  (b) 1 client, round {r + 1}/{rounds}: " + ", ".join(
                 f"{n} {v[-1]['p50_ms']:.2f}" for n, v in single.items() if v) + " ms p50")
@@ -348,7 +377,8 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
             for server in order:
                 if server.spec.heavy and r >= 1:
                     continue
-                many[server.spec.name].append(many_clients(server, clients, seconds))
+                many[server.spec.name].append(many_clients(alone(server, running), clients,
+                                                           seconds))
             log(f"  (b) {clients} clients, round {r + 1}: " + ", ".join(
                 f"{n} {v[-1]['throughput_rps']:.0f}" for n, v in many.items() if v) + " req/s")
         out["one_client"] = {n: summarize_single(v) for n, v in single.items()}
@@ -358,6 +388,7 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
         out["load_generator"] = load_generator()
     finally:
         for server in running.values():
+            resume(server)  # a stopped process would not see the SIGTERM
             stop(server.process)
     return out
 
