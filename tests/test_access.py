@@ -64,6 +64,7 @@ def bearer(credential: str) -> dict[str, str]:
     ("/predict", "predict"), ("/metadata", "predict"), ("/models", "predict"),
     ("/v2", "predict"), ("/v2/models/m/infer", "predict"), ("/v2/health/ready", "predict"),
     ("/experiment", "predict"), ("/analysis", "predict"), ("/health/all", "predict"),
+    ("/analysis/segments", "predict"),
     ("/docs", "predict"), ("/", "predict"), ("/docs.json", "predict"),
     ("/feedback", "feedback"), ("/batch", "batch"), ("/batch/status", "batch"),
     ("/admin/pause", "admin"), ("/admin", "admin"), ("/secret", "admin"),

@@ -13,6 +13,7 @@ from conftest import make_posterior
 from scipy import stats
 
 from workbench import (
+    aggregates,
     arms,
     event_reads,
     events,
@@ -22,7 +23,7 @@ from workbench import (
     segment_readout,
     store,
 )
-from workbench.aggregates import MAX_SEGMENTS, SegmentCounts
+from workbench.aggregates import MAX_SEGMENTS, Fold, SegmentCounts
 from workbench.config import parse
 from workbench.errors import ConfigError, Conflict, InputError
 from workbench.serving import ModelServer
@@ -40,6 +41,7 @@ PLANTED = {"DE": {"a": (12, 40), "b": (20, 40)}, "FR": {"a": (3, 10), "b": (4, 1
     ([1, 2], "must be an object"),
     ({f"k{i}": "v" for i in range(9)}, "too many attributes"),
     ({"bad name": "v"}, "invalid attribute name"),
+    ({"country\n": "v"}, "invalid attribute name"),
     ({"country": None}, "invalid value"),
     ({"country": float("nan")}, "invalid value"),
     ({"country": "x" * 129}, "invalid value"),
@@ -59,6 +61,8 @@ def test_attributes_are_kept_as_text():
 
 
 def test_segment_by_is_checked_in_the_config():
+    with pytest.raises(ConfigError, match="invalid segment_by"):
+        parse({"name": "x", "arms": ARMS, "segment_by": "country\n"})
     with pytest.raises(ConfigError, match="reads out a binary metric"):
         parse({"name": "x", "arms": ARMS, "metric": "continuous", "segment_by": "country"})
     with pytest.raises(ConfigError, match="invalid segment_by"):
@@ -183,3 +187,51 @@ def test_without_segment_by_the_read_out_says_what_to_configure(tmp_path):
     empty = segment_readout.read_out(eng, parse({"name": "e", "arms": ARMS,
                                                  "segment_by": "country"}))
     assert empty["effects"] == [] and "no outcomes yet" in empty["note"]
+
+
+def _rows(values: list[str | None], arm: str = "a") -> list[tuple]:
+    """Observed rows of a binary metric (one success each) with segment values."""
+    return [(arm, arm, "ok", [{"mean": 0.5, "probabilities": {"0": 0.5, "1": 0.5}}], 1, None,
+             v) for v in values]
+
+
+def test_a_later_fold_from_the_earlier_ones_values_merges_exactly(monkeypatch):
+    """Past the values kept apart, folding in two parts (a prune, then the live events)
+    gives what folding everything at once does, and the folder's memory stays bounded."""
+    monkeypatch.setattr(aggregates, "MAX_SEGMENTS", 3)
+    monkeypatch.setattr(folding, "MAX_SEGMENTS", 3)
+    first, later = ["v0"], ["v1", "v2", "v3", "v0", "v4", None]
+    whole = folding.fold_rows(Fold(segments=SegmentCounts(by="k")), _rows(first + later))
+    part = folding.fold_rows(Fold(segments=SegmentCounts(by="k")), _rows(first))
+    live = Fold(segments=SegmentCounts(by="k", values={v: {} for v in part.segments.values}))
+    merged = part.merge(folding.fold_rows(live, _rows(later)))
+    assert merged.segments.values == whole.segments.values == {
+        "v0": {"a": [2, 2]}, "v1": {"a": [1, 1]}, "v2": {"a": [1, 1]}}
+    assert merged.segments.other == whole.segments.other == {"a": [2, 2]}
+    assert merged.segments.unset == {"a": [1, 1]}
+    folder = folding.Folder(Fold(segments=SegmentCounts(by="k")))
+    folder.add(_rows([f"u{i}" for i in range(1000)]))
+    assert len(folder.segments) == 4  # three values and the rest as one cell
+
+
+def test_stored_attributes_never_fail_a_read(tmp_path):
+    eng = events.engine(f"sqlite:///{tmp_path / 'events.db'}")
+    rows = [events.prediction_row(request_id=f"r{i}", experiment="odd", arm="a",
+                                  model_tag="m:1", unit=f"u{i}", status="ok", latency_ms=1.0,
+                                  records=[{"mean": 0.5, "probabilities": {"0": 0.5, "1": 0.5}}],
+                                  instances=None, attributes=a)
+            for i, a in enumerate([{"country": "DE"}, None, {"country": "FR"}])]
+    events.write_now(eng, "predictions", rows)
+    events.write_now(eng, "outcomes", [{"request_id": f"r{i}", "ts": 0.0, "experiment": "odd",
+                                        "outcome": 1} for i in range(3)])
+    with eng.begin() as conn:  # SQL NULL when not sent; then text no client could send
+        assert conn.exec_driver_sql(
+            "select count(*) from predictions where attributes is null").scalar() == 1
+        conn.exec_driver_sql("update predictions set attributes = ? where request_id = 'r2'",
+                             ("[" * 100_000 + "]" * 100_000,))
+        conn.exec_driver_sql("update predictions set attributes = 'not json' "
+                             "where request_id = 'r1'")
+    assert events.read(eng, "odd").attributes == [{"country": "DE"}, None, None]
+    fold = event_reads.fold_all(eng, "odd", timeline=None, segment_by="country")[0]
+    assert fold.segments.values == {"DE": {"a": [1, 1]}} and fold.segments.unset == {
+        "a": [2, 2]}

@@ -47,7 +47,8 @@ logger = logging.getLogger("workbench.access")
 
 OPEN = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 PREDICT = frozenset({"/predict", "/predict/stream", "/metadata", "/models", "/experiment",
-                     "/analysis", "/health/all", "/docs", "/", "/docs.json", "/schema.json"})
+                     "/analysis", "/analysis/segments", "/health/all", "/docs", "/",
+                     "/docs.json", "/schema.json"})
 # The Open Inference Protocol, and the static files of the docs page served at /.
 PREDICT_PREFIXES = ("/v2/", "/static_content/", "/assets/")
 REALM = 'Bearer realm="workbench"'

@@ -40,7 +40,7 @@ SCORED = ("ok", "fallback", "shadow", "paused", "concluded")
 SCORES = ("log_score", "brier")
 METRICS = ("binary", "continuous", *SCORES)
 BINS = 10
-MAX_SEGMENTS = 100  # values of the segment attribute a fold keeps apart
+MAX_SEGMENTS = 1000  # values of the segment attribute a fold keeps apart (memory bound)
 EDGES = np.linspace(0.0, 1.0, BINS + 1).tolist()  # the reliability bins' edges
 
 Timeline = list[tuple[float, dict[str, float]]]
@@ -136,11 +136,13 @@ class SegmentCounts:
     """A binary metric's (successes, trials) by the value of one unit attribute (``by``,
     the experiment's ``segment_by``) and assigned arm, for :mod:`workbench.segments`.
 
-    The first :data:`MAX_SEGMENTS` values seen are kept (memory stays bounded whatever
-    clients send); later values are added up in ``other``, and rows whose unit had no such
-    attribute in ``unset``. Counts by another attribute cannot be added up: a merge keeps
-    the later fold's (the live events', which follow the current config) and counts the
-    earlier one's trials as ``dropped``.
+    The first :data:`MAX_SEGMENTS` values with a trial are kept (memory stays bounded
+    whatever clients send); later values are added up in ``other``, and rows whose unit had
+    no such attribute in ``unset``. A fold of later events that starts from an earlier
+    fold's values (``known`` in :func:`workbench.event_reads.fold_where`) merges into it
+    exactly as if all had been folded at once. Counts by another attribute cannot be added
+    up: a merge keeps the later fold's (the live events', which follow the current config)
+    and counts the earlier one's trials as ``dropped``.
     """
 
     by: str | None = None

@@ -148,7 +148,7 @@ def simulate(url: str, users: int, duration: float, rate: float, dataset: str,
     from workbench.simulate import simulate as _simulate
 
     planted = {k: float(v) for k, v in _parse_options(effects).items()}
-    sent = {k: str(v).split(",") for k, v in _parse_options(attributes).items()}
+    sent = {k: v.split(",") for k, _, v in (a.partition("=") for a in attributes)}
     summary = asyncio.run(_simulate(url, dataset=dataset, users=users, duration=duration,
                                     rate=rate, effects=planted, seed=seed, attributes=sent,
                                     progress=sys.stderr.isatty() and not as_json))

@@ -215,7 +215,7 @@ def parse(raw: Any, *, source: str = "config") -> ExperimentConfig:
         raise fail(f"invalid check_seconds {check!r}", "a number of seconds >= 0.1")
     segment_by = raw.get("segment_by")
     if segment_by is not None and (not isinstance(segment_by, str) or
-                                   not units.NAME.match(segment_by)):
+                                   not units.NAME.fullmatch(segment_by)):
         raise fail(f"invalid segment_by {segment_by!r}",
                    "the name of a unit attribute: letters, digits, '_', '.' or '-'")
     if segment_by is not None and metric != "binary":

@@ -72,7 +72,7 @@ def read_out_with_history(eng: Any, config: ExperimentConfig, points: int = 8
     result = readout.read_out(eng, config.name, config=config, fold=fold, pruned=pruned)
     out = result.to_dict()
     if config.segment_by:  # the segment read-out from the same fold (refitted now and then)
-        out["segments"] = segment_readout.latest(fold, config)
+        out["segments"] = segment_readout.latest(fold, config, source=str(eng.url))
     return out, list(zip(cuts, snapshots, strict=True))
 
 

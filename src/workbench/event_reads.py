@@ -59,14 +59,16 @@ def fold(eng: sa.Engine, experiment: str, *, timeline: Timeline | None = None,
 
 
 def fold_where(conn: sa.Connection, conds: Sequence[Any], timeline: Timeline | None, *,
-               cuts: Sequence[float] = (), segment_by: str | None = None
-               ) -> tuple[Fold, list[Fold]]:
+               cuts: Sequence[float] = (), segment_by: str | None = None,
+               known: Sequence[str] = ()) -> tuple[Fold, list[Fold]]:
     """The fold of the prediction rows matching ``conds``; with ``cuts`` (increasing
     times), also the fold of the rows up to each cut (their metrics only, for history);
-    with ``segment_by``, the binary metric by that unit attribute too (``fold.segments``)."""
+    with ``segment_by``, the binary metric by that unit attribute too (``fold.segments``),
+    ``known``: the values an earlier fold it will be merged into keeps apart."""
     out = Fold(counted=COUNTED)
     out.counts, out.expected = _counts(conn, conds, timeline)
     out.segments.by = segment_by
+    out.segments.values = {v: {} for v in known} if segment_by else {}
     folder = Folder(out)
     snapshots: list[Fold] = []
     pending = list(cuts)
@@ -131,7 +133,7 @@ def _observed(conn: sa.Connection, conds: Sequence[Any], segment_by: str | None 
                     seen[outcome] = value
             chunk.append((ts, assigned(arm, status, fallback_from), arm, status,
                           _json(summary), value, covariate,
-                          value_of(_decoded(attrs), segment_by) if attrs else None))
+                          value_of(decoded(attrs), segment_by) if attrs else None))
         yield chunk
 
 
@@ -151,12 +153,21 @@ def _json(text: Any) -> Any:
     return value if end == len(text) else json.loads(text)
 
 
-def _decoded(text: str) -> Any:
-    """Stored attributes, or None where they are not JSON (never fatal to a read-out)."""
+def decoded(text: Any) -> Any:
+    """Stored JSON text, or None where it is not JSON (never fatal to a read-out)."""
     try:
         return _json(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+
+
+def known_segments(stored_: tuple[Fold, dict[str, Any]] | None, segment_by: str | None
+                   ) -> list[str]:
+    """The segment values a stored aggregate keeps apart (folds of later events start
+    from them, so that their merge is exact)."""
+    if stored_ is None or not segment_by or stored_[0].segments.by != segment_by:
+        return []
+    return list(stored_[0].segments.values)
 
 
 # -- with what was pruned -------------------------------------------------------------------
@@ -184,7 +195,8 @@ def fold_all(eng: sa.Engine, experiment: str, *, timeline: Timeline | None,
         with eng.connect() as conn:
             before = stored(conn, experiment)
             live, snapshots = fold_where(conn, conditions(experiment), timeline, cuts=cuts,
-                                         segment_by=segment_by)
+                                         segment_by=segment_by,
+                                         known=known_segments(before, segment_by))
             after = stored(conn, experiment)
         if (before and before[1]) == (after and after[1]):  # no prune committed meanwhile
             break

@@ -21,6 +21,7 @@ from workbench.aggregates import (
     BINS,
     COUNTED,
     EDGES,
+    MAX_SEGMENTS,
     METRICS,
     N_EXACT,
     SCORED,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from workbench.events import Events
 
 BLOCK = 4096  # values per arm whose moments are taken at once (then merged)
+OTHER = object()  # a segment value past the MAX_SEGMENTS a fold keeps apart
 
 
 class Folder:
@@ -61,7 +63,9 @@ class Folder:
         self.fold = fold
         self.counted, self.scored = frozenset(fold.counted), frozenset(scored)
         self.arms: dict[str, _Sums] = {}
-        self.segments: dict[tuple[str | None, str], list[int]] = {}  # (value, arm): [s, n]
+        # (segment value, None for unset or OTHER past the values kept, arm): [s, n]
+        self.segments: dict[tuple[Any, str], list[int]] = {}
+        self.kept = set(fold.segments.values)  # values with a segment of their own
 
     def add(self, rows: Iterable[tuple[str, str, str, Any, Any]]) -> None:
         arms, counted, scored = self.arms, self.counted, self.scored
@@ -80,16 +84,16 @@ class Folder:
                 else None
             theirs = (arms.get(served) or arms.setdefault(served, _Sums())) if score else None
             x = finite(extra[0]) if extra and mine is not None else None
-            segment = self.segments.setdefault(
-                (extra[1] if len(extra) > 1 else None, assigned), [0, 0]) \
-                if by is not None and mine is not None else None
+            attribute = extra[1] if len(extra) > 1 and by is not None else None
+            segment = None  # the request's cell, made on its first trial (bounded memory)
             for row, value in zip(summary, outs, strict=True):
                 if not isinstance(row, dict):
                     continue
                 b, c, (log, brier_), reliable, covered = observe(row, value)
                 if mine is not None:
                     mine.add(b, c, log, brier_)
-                    if segment is not None and b is not None:
+                    if by is not None and b is not None:
+                        segment = segment or self._segment(attribute, assigned)
                         segment[0] += b
                         segment[1] += 1
                     if x is not None and c is not None:
@@ -115,19 +119,34 @@ class Folder:
         copy = Fold.from_json(self.fold.to_json())
         for arm, sums in self.arms.items():
             sums.into(copy, arm)
-        for (value, arm), (s, n) in self.segments.items():
-            if n:
-                copy.segments.add(value, arm, s, n)
+        _add_segments(copy, self.segments)
         return copy
 
     def close(self) -> Fold:
         for arm, sums in self.arms.items():
             sums.into(self.fold, arm)
-        for (value, arm), (s, n) in self.segments.items():
-            if n:
-                self.fold.segments.add(value, arm, s, n)
+        _add_segments(self.fold, self.segments)
         self.arms, self.segments = {}, {}
         return self.fold
+
+
+    def _segment(self, value: str | None, arm: str) -> list[int]:
+        """The (successes, trials) cell of ``value`` and ``arm``: a value of its own while
+        fewer than MAX_SEGMENTS are kept (in order of first trial), else OTHER."""
+        if value is not None and value not in self.kept:
+            if len(self.kept) < MAX_SEGMENTS:
+                self.kept.add(value)
+            else:
+                value = OTHER
+        return self.segments.setdefault((value, arm), [0, 0])
+
+
+def _add_segments(fold: Fold, cells: dict[tuple[Any, str], list[int]]) -> None:
+    for (value, arm), (s, n) in cells.items():
+        if value is OTHER:
+            add_lists(fold.segments.other, {arm: [s, n]})
+        else:
+            fold.segments.add(value, arm, s, n)
 
 
 def fold_rows(fold: Fold, rows: Iterable[tuple[str, str, str, Any, Any]], *,

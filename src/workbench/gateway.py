@@ -33,7 +33,6 @@ from workbench import (
     logs,
     metrics,
     readout,
-    segment_readout,
 )
 from workbench.arms import ArmClient, ArmModel, PredictCall
 from workbench.config import ExperimentConfig
@@ -308,6 +307,8 @@ class Gateway:
     def segments(self) -> dict[str, Any]:
         """``GET /analysis/segments``: the binary metric by the configured unit attribute,
         pooled beside unpooled (:mod:`workbench.segment_readout`; cached 30 s)."""
+        from workbench import segment_readout  # JAX and NumPyro: only when asked
+
         return segment_readout.cached(self.engine, self.config)
 
     def metadata(self) -> dict[str, Any]:

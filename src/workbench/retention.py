@@ -103,9 +103,10 @@ def _next_batch(conn: sa.Connection, experiment: str, before: float, batch: int,
 
 def _fold_into(conn: sa.Connection, experiment: str, ids: list[str], before: float,
                timeline: Any, segment_by: str | None) -> None:
-    live, _ = event_reads.fold_where(conn, [p.c.request_id.in_(ids)], timeline,
-                                     segment_by=segment_by)
     current = event_reads.stored(conn, experiment)
+    live, _ = event_reads.fold_where(conn, [p.c.request_id.in_(ids)], timeline,
+                                     segment_by=segment_by,
+                                     known=event_reads.known_segments(current, segment_by))
     now = time.time()
     if current is None:
         conn.execute(aggregates.insert().values(experiment=experiment, upto=before,

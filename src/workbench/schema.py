@@ -45,7 +45,8 @@ predictions = sa.Table(
     sa.Column("n_rows", sa.Integer, nullable=False),
     sa.Column("summary", sa.JSON),  # the served predictions
     sa.Column("instances", sa.JSON),  # the input rows
-    sa.Column("attributes", sa.JSON),  # the unit's, e.g. {"country": "DE"} (workbench.units)
+    # the unit's, e.g. {"country": "DE"} (workbench.units); SQL NULL when not sent
+    sa.Column("attributes", sa.JSON(none_as_null=True)),
 )
 
 outcomes = sa.Table(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,27 +29,30 @@ from workbench.config import ExperimentConfig
 from workbench.errors import Conflict
 
 TTL = 30.0  # seconds a cached segment read-out is served (a fit takes seconds)
+SHOWN = 100  # the largest segments read out; the rest count as other
 MIN_PAD = 4
 
 _FIT: segments.Fit | None = None
 _FIT_LOCK = threading.Lock()
-_CACHE: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}  # by db or "fold"
+_CACHE: dict[tuple[str, str, str], tuple[float, Any, dict[str, Any]]] = {}  # (when, counts, out)
+_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
 _LOCK = threading.Lock()
 
 
 def table(fold: Fold, config: ExperimentConfig) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Segment names (largest first) and their successes and trials, shaped (segments,
-    arms) in the config's arm order; segments without trials are left out."""
+    """The :data:`SHOWN` largest segments' names (largest first) and their successes and
+    trials, shaped (segments, arms) in the config's arm order; segments without trials in
+    the config's arms are left out."""
     arms = [a.name for a in config.arms]
     names = sorted(fold.segments.values, key=lambda v: (-sum(
-        n for _, n in fold.segments.values[v].values()), v))
+        fold.segments.values[v].get(a, [0, 0])[1] for a in arms), v))
     s = np.zeros((len(names), len(arms)))
     n = np.zeros((len(names), len(arms)))
     for i, value in enumerate(names):
         for j, arm in enumerate(arms):
             s[i, j], n[i, j] = fold.segments.values[value].get(arm, [0, 0])
-    keep = n.sum(axis=1) > 0
-    return [v for v, k in zip(names, keep, strict=True) if k], s[keep], n[keep]
+    keep = np.flatnonzero(n.sum(axis=1) > 0)[:SHOWN]
+    return [names[i] for i in keep], s[keep], n[keep]
 
 
 def from_fold(fold: Fold, config: ExperimentConfig, *, seed: int = 0) -> dict[str, Any]:
@@ -60,14 +64,17 @@ def from_fold(fold: Fold, config: ExperimentConfig, *, seed: int = 0) -> dict[st
     names, s, n = table(fold, config)
     arms = [a.name for a in config.arms]
     control_index = arms.index(config.control_arm.name)
-    total = sum(t for _, t in fold.binary.values())
     counts = fold.segments
-    trials = {"in_segments": int(n.sum()),
-              "unset": int(sum(t for _, t in counts.unset.values())),
-              "other": int(sum(t for _, t in counts.other.values())),
+
+    def trials_of(cells: dict[str, list[int]]) -> int:  # in the config's arms
+        return int(sum(cells.get(a, [0, 0])[1] for a in arms))
+
+    kept = sum(trials_of(d) for d in counts.values.values())
+    trials = {"in_segments": int(n.sum()), "unset": trials_of(counts.unset),
+              "other": trials_of(counts.other) + kept - int(n.sum()),
               "dropped": int(counts.dropped)}
-    trials["not_recorded"] = max(0, int(total) - trials["in_segments"] - trials["unset"]
-                                 - trials["other"])
+    trials["not_recorded"] = max(0, trials_of(fold.binary) - kept - trials["unset"]
+                                 - trials_of(counts.other))
     out: dict[str, Any] = {"experiment": config.name, "attribute": config.segment_by,
                            "metric": config.metric, "control": config.control_arm.name,
                            "trials": trials, "seed": seed, "effects": [], "overall": [],
@@ -99,28 +106,45 @@ def read_out(eng: Any, config: ExperimentConfig, *, seed: int = 0) -> dict[str, 
 
 def cached(eng: Any, config: ExperimentConfig, *, ttl: float = TTL) -> dict[str, Any]:
     """:func:`read_out`, computed at most once per ``ttl`` seconds per database and config
-    (one at a time: concurrent callers wait for the computation in flight)."""
-    key = (str(eng.url), config.name, repr(config))
-    with _LOCK:
-        hit = _CACHE.get(key)
-        if hit is None or time.monotonic() - hit[0] >= ttl:
-            hit = (time.monotonic(), read_out(eng, config))
-            _CACHE[key] = hit
-        return copy.deepcopy(hit[1])
+    (``GET /analysis/segments``)."""
+    return _memo((str(eng.url), config.name, repr(config)), None, ttl,
+                 lambda: read_out(eng, config))
 
 
-def latest(fold: Fold, config: ExperimentConfig, *, ttl: float = TTL) -> dict[str, Any]:
-    """:func:`from_fold`, refitted only when the segment counts changed and the last fit
-    is older than ``ttl`` seconds (the dashboard folds on every refresh)."""
-    key = ("fold", config.name, repr(config))
+def latest(fold: Fold, config: ExperimentConfig, *, source: str = "",
+           ttl: float = TTL) -> dict[str, Any]:
+    """:func:`from_fold` of ``source``'s (a database URL's) fold, refitted only when the
+    segment counts changed and the last fit is older than ``ttl`` seconds (the dashboard
+    folds on every refresh)."""
     counts = fold.segments.to_json() | {"binary": fold.binary}
+    return _memo((f"fold {source}", config.name, repr(config)), counts, ttl,
+                 lambda: from_fold(fold, config))
+
+
+def _memo(key: tuple[str, str, str], counts: Any, ttl: float,
+          compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One computation at a time per key; while one is in flight, other callers get the
+    previous answer (if any) instead of waiting for the fit. A fresh answer is reused for
+    ``ttl`` seconds (or, given ``counts``, while they are unchanged)."""
+    def due(hit: tuple[float, Any, dict[str, Any]] | None) -> bool:
+        return hit is None or ((counts is None or hit[1] != counts) and
+                               time.monotonic() - hit[0] >= ttl)
+
     with _LOCK:
+        lock = _LOCKS.setdefault(key, threading.Lock())
         hit = _CACHE.get(key)
-        if hit is None or (hit[1]["counts"] != counts and time.monotonic() - hit[0] >= ttl):
-            hit = (time.monotonic(), {"counts": counts,
-                                      "readout": from_fold(fold, config)})
+    if not due(hit) or (hit is not None and not lock.acquire(blocking=False)):
+        return copy.deepcopy(hit[2])  # fresh, or another thread is refitting
+    if hit is None:
+        lock.acquire()
+    try:
+        hit = _CACHE.get(key)
+        if due(hit):
+            hit = (time.monotonic(), counts, compute())
             _CACHE[key] = hit
-        return copy.deepcopy(hit[1]["readout"])
+        return copy.deepcopy(hit[2])
+    finally:
+        lock.release()
 
 
 def _sampler() -> segments.Fit:

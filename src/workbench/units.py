@@ -51,7 +51,7 @@ def check_attributes(attributes: Any) -> dict[str, str] | None:
                          detail={"expected": EXPECTED_ATTRIBUTES})
     out: dict[str, str] = {}
     for name, value in attributes.items():
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise InputError(f"invalid attribute name {str(name)[:70]!r}",
                              detail={"expected": EXPECTED_ATTRIBUTES})
         text = _text(value)

@@ -21,7 +21,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("predictions", sa.Column("attributes", sa.JSON, nullable=True))
+    op.add_column("predictions", sa.Column("attributes", sa.JSON(none_as_null=True),
+                                           nullable=True))
 
 
 def downgrade() -> None:
