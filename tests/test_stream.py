@@ -145,10 +145,12 @@ def test_a_bad_event_is_dead_lettered_with_its_reason_and_the_loop_goes_on(score
            ({"instances": "[[1, NaN, 3]]"}, "is not a finite number"),
            ({"instances": "[[1, 2, 3]]", "request_id": "x" * 65}, "invalid request_id"),
            ({"instances": b"\xff\xfe"}, "field 'instances' is not UTF-8 text"),
-           ({"instances": "[" * 100_000 + "]" * 100_000}, "RecursionError")]
+           ({"instances": "[" * 100_000 + "]" * 100_000}, "RecursionError"),
+           ({"instances": "[[1, 2, 3]]", "attributes": "{"}, "attributes is not valid JSON"),
+           ({"instances": "[[1, 2, 3]]", "attributes": '{"country": [1]}'}, "invalid value")]
     ids = _produce(client, source, [good, *[b for b, _ in bad], good])
     stats = _consume(source, sink, scorer, batch=16, idle_exit=0.2)  # stops when idle
-    assert (stats.scored, stats.refused) == (2, 7)
+    assert (stats.scored, stats.refused) == (2, 9)
     assert [g["event_id"] for g in _entries(client, sink)] == [ids[0], ids[-1]]
     dead = _entries(client, sink + ".dead")
     assert [d["event_id"] for d in dead] == ids[1:-1]
@@ -213,6 +215,7 @@ def test_an_experiment_on_a_stream_is_routed_and_logged_like_the_gateway(model, 
     cfg = config.parse({"name": "on-a-stream", "arms": [{"name": "a", "model": tag},
                                                          {"name": "b", "model": tag}]})
     _produce(client, source, [{"instances": "[[0.5, 0.1, -1]]", "unit": f"user-{i}"}
+                              | ({"attributes": '{"country": "DE"}'} if i % 2 else {})
                               for i in range(40)] + [{"instances": "[[0.5, 0.1, -1]]"}])
 
     def run(source_override=None):
@@ -233,6 +236,8 @@ def test_an_experiment_on_a_stream_is_routed_and_logged_like_the_gateway(model, 
     logged = events.read(eng, "on-a-stream")
     assert sorted(logged.request_id) == sorted(g["request_id"] for g in got)
     assert set(logged.status) == {"ok"} and set(logged.model_tag) == {tag}
+    assert logged.attributes.count({"country": "DE"}) == 20  # the unit's, for segments
+    assert logged.attributes.count(None) == 20
     assert {r: a for r, a in zip(logged.request_id, logged.arm, strict=True)} == {
         g["request_id"]: g["arm"] for g in got}
     stats, _ = run()  # redelivered (never acknowledged): no second result, no second row

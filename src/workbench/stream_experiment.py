@@ -89,12 +89,13 @@ class StreamExperiment:
 
     def row(self, *, request_id: str, unit: str, arm: str | None, tag: str,
             records: list[dict[str, Any]], status: str | None, latency_ms: float,
-            instances: list[Any]) -> dict[str, Any]:
+            instances: list[Any], attributes: dict[str, str] | None = None
+            ) -> dict[str, Any]:
         """The ``predictions`` row of one scored event, shaped as the gateway's."""
         return events.prediction_row(
             request_id=request_id, experiment=self.config.name, arm=arm or "", model_tag=tag,
             unit=unit, records=records, status=status or "ok", latency_ms=latency_ms,
-            instances=instances)
+            instances=instances, attributes=attributes)
 
     async def log(self, rows: list[dict[str, Any]]) -> None:
         """Make ``rows`` durable (all of them, or :class:`~workbench.errors.Unavailable`)."""

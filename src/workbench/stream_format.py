@@ -28,7 +28,7 @@ import numpy as np
 
 from workbench.errors import InputError
 from workbench.feedback import check_request_id
-from workbench.units import MAX_UNIT
+from workbench.units import EXPECTED_ATTRIBUTES, MAX_UNIT, check_attributes
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Job:
     tag: str
     arm: str | None = None
     status: str | None = None
+    attributes: dict[str, str] | None = None
 
 
 def prepare(event: Event, stream: str, scorer: Any, experiment: Any = None) -> Job:
@@ -83,6 +84,13 @@ def prepare(event: Event, stream: str, scorer: Any, experiment: Any = None) -> J
     unit = fields.get("unit")
     if unit is not None and (not 0 < len(unit) <= MAX_UNIT or "\x00" in unit):
         raise InputError(f"unit must be 1 to {MAX_UNIT} characters, no NUL")
+    attributes = None
+    if "attributes" in fields:  # the unit's, as with /predict (segments)
+        try:
+            attributes = check_attributes(json.loads(fields["attributes"]))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"attributes is not valid JSON: {exc}",
+                             detail={"expected": EXPECTED_ATTRIBUTES}) from None
     request_id = check_request_id(fields["request_id"]) if "request_id" in fields else \
         derived_request_id(stream, event)
     arm = status = None
@@ -94,7 +102,7 @@ def prepare(event: Event, stream: str, scorer: Any, experiment: Any = None) -> J
         arm, status = experiment.route(unit)
         tag = experiment.tags[arm]
     X = scorer.predictors[tag].validate(instances)
-    return Job(event, X, request_id, unit, tag, arm, status)
+    return Job(event, X, request_id, unit, tag, arm, status, attributes)
 
 
 def derived_request_id(stream: str, event: Event) -> str:
