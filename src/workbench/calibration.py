@@ -4,6 +4,10 @@
 - :func:`reliability`: predicted probability against observed frequency (binary
   classifiers), and :func:`calibration_error` (the expected calibration error) from it.
 
+:func:`reliability_bins` is the binning on plain arrays, shared with the held-out scores
+of :func:`workbench.fit.score` (with :func:`predicted_against_observed`), and
+:func:`coverage_band` says whether a held-out coverage is within 90% ± 3%.
+
 Outcomes a served row cannot be scored against (a stored value the model cannot take) are
 passed over: a read-out never fails because of stored data.
 """
@@ -16,6 +20,10 @@ import numpy as np
 
 if TYPE_CHECKING:
     from workbench.events import Events
+
+COVERAGE_TARGET = 0.9  # the interval mass scored on held-out rows ...
+COVERAGE_TOLERANCE = 0.03  # ... and how far from it their coverage may be
+RELIABILITY_BINS = 10  # equal-width bins of [0, 1]
 
 
 def observations(events: Events) -> tuple[np.ndarray, list[Any], list[Any]]:
@@ -67,7 +75,8 @@ def coverage(events: Events) -> dict[str, dict[str, Any]]:
     return out
 
 
-def reliability(events: Events, bins: int = 10) -> dict[str, list[dict[str, float]]]:
+def reliability(events: Events, bins: int = RELIABILITY_BINS
+                ) -> dict[str, list[dict[str, float]]]:
     """Per arm (binary classifiers): predicted probability against observed frequency."""
     arms, rows, values = observations(events)
     out: dict[str, list[dict[str, float]]] = {}
@@ -81,15 +90,44 @@ def reliability(events: Events, bins: int = 10) -> dict[str, list[dict[str, floa
             except ValueError:
                 continue
             p.append(r["mean"])
-        if not p:
-            continue
-        p_arr, y_arr = np.array(p), np.array(y)
-        edges = np.linspace(0, 1, bins + 1)
-        which = np.clip(np.digitize(p_arr, edges) - 1, 0, bins - 1)
-        out[arm] = [{"lo": float(edges[b]), "hi": float(edges[b + 1]), "rows": int(np.sum(m)),
-                     "predicted": float(p_arr[m].mean()), "observed": float(y_arr[m].mean())}
-                    for b in range(bins) if (m := which == b).any()]
+        if p:
+            out[arm] = reliability_bins(np.array(p), np.array(y), bins)
     return out
+
+
+def reliability_bins(p: np.ndarray, y: np.ndarray, bins: int = RELIABILITY_BINS
+                     ) -> list[dict[str, float]]:
+    """Predicted probabilities ``p`` against outcomes ``y`` (0 or 1) in ``bins`` equal-width
+    bins of [0, 1]: each non-empty bin's edges, rows, mean predicted and observed frequency
+    (the table :func:`calibration_error` reads)."""
+    p_arr, y_arr = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p_arr, edges) - 1, 0, bins - 1)
+    return [{"lo": float(edges[b]), "hi": float(edges[b + 1]), "rows": int(np.sum(m)),
+             "predicted": float(p_arr[m].mean()), "observed": float(y_arr[m].mean())}
+            for b in range(bins) if (m := which == b).any()]
+
+
+def predicted_against_observed(kind: str, probabilities: np.ndarray, y: np.ndarray
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """What a classifier's reliability compares, per row with a class index ``y``: for a
+    binary one, P(y=1) against y (as served rows are scored); for several classes, the
+    predicted class's probability against whether it was the observed one (top-label)."""
+    probabilities, y = np.asarray(probabilities, np.float64), np.asarray(y)
+    if kind == "binary":
+        return probabilities[:, 1], (y == 1).astype(np.float64)
+    label = np.argmax(probabilities, axis=1)
+    return probabilities[np.arange(len(y)), label], (label == y).astype(np.float64)
+
+
+def coverage_band(coverage: float, rows: int, *, target: float = COVERAGE_TARGET,
+                  tolerance: float = COVERAGE_TOLERANCE) -> tuple[str, float]:
+    """Whether a coverage is ``within`` ``target ± tolerance`` (else ``below`` or
+    ``above``), and the standard error it has by chance alone on ``rows`` rows (binomial,
+    at the target): on a small held-out set the band is narrower than chance."""
+    verdict = ("within" if abs(coverage - target) <= tolerance + 1e-9
+               else "below" if coverage < target else "above")
+    return verdict, float(np.sqrt(target * (1 - target) / rows)) if rows else float("nan")
 
 
 def calibration_error(table: list[dict[str, float]]) -> tuple[float, int]:

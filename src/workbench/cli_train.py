@@ -111,7 +111,36 @@ def _print_fit(posterior: Any, alias: str | None) -> None:
                   str(d["divergences"]), "ok" if d["ok"] else "FAILED: " + "; ".join(d["failures"]))
     console = _console()
     console.print(table)
-    console.print("held-out: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                           for k, v in s.items()))
+    console.print(held_out(s))
+    if s.get("reliability"):
+        what = (f"P({posterior.target_names[-1]})" if posterior.kind == "binary"
+                else "predicted class")
+        bins = Table(title=f"held-out reliability, {what}")
+        for col in ("bin", "rows", "predicted", "observed"):
+            bins.add_column(col, justify="right")
+        for b in s["reliability"]:
+            bins.add_row(f"{b['lo']:.1f}-{b['hi']:.1f}", str(b["rows"]), f"{b['predicted']:.3f}",
+                         f"{b['observed']:.3f}")
+        console.print(bins)
     if alias:
         console.print(f"alias {alias} -> this model")
+
+
+def held_out(scores: dict[str, Any]) -> str:
+    """The held-out line: each score, and the calibration said in words (90% interval
+    coverage against its target for a regression, the ECE for a classifier)."""
+    from workbench import calibration as c
+
+    if not scores:
+        return "held-out: no rows held out"
+    shown = [f"{k} {v:.4g}" for k, v in scores.items()
+             if isinstance(v, float) and k not in ("coverage_90", "ece")]
+    if "coverage_90" in scores:
+        verdict, chance = c.coverage_band(scores["coverage_90"], scores["rows"])
+        shown.append(f"90% interval coverage {scores['coverage_90']:.1%} (target "
+                     f"{c.COVERAGE_TARGET:.0%} ± {c.COVERAGE_TOLERANCE:.0%}: {verdict}; "
+                     f"± {chance:.1%} by chance on {scores['rows']} rows)")
+    if "ece" in scores:
+        shown.append(f"expected calibration error {scores['ece']:.3f} "
+                     f"({c.RELIABILITY_BINS} equal-width bins)")
+    return f"held-out ({scores.get('rows', 0)} rows): " + ", ".join(shown)

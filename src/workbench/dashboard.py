@@ -25,7 +25,9 @@ from workbench import dashboard_data as frames
 from workbench.config import ExperimentConfig
 from workbench.dashboard_control import Confirmation, ControlPanel
 from workbench.dashboard_drift import inputs_view
+from workbench.dashboard_heldout import heldout_view
 from workbench.dashboard_pipeline import PipelinePanel
+from workbench.dashboard_segments import segments_view
 from workbench.settings import load
 
 
@@ -167,7 +169,9 @@ class Dashboard(pn.viewable.Viewer):
                    pn.Column("### Read-out",
                              pn.widgets.Tabulator(frames.summary_table(out), disabled=True,
                                                   show_index=False, sizing_mode="stretch_width"))),
-            posterior, over_time, sizing_mode="stretch_width")
+            posterior, over_time, segments_view(out.get("segments"),
+                                                attribute=config.segment_by or ""),
+            sizing_mode="stretch_width")
 
     @param.depends("experiment", "version")
     def latency_tab(self) -> pn.viewable.Viewable:
@@ -321,8 +325,8 @@ class Dashboard(pn.viewable.Viewer):
         # only the views that depend on the data re-render.
         experiments = pn.Column(self.control, self.experiments_tab, self.control.audit(),
                                 sizing_mode="stretch_width")
-        uncertainty = pn.Column(self.uncertainty_tab, self.whatif_panel,
-                                sizing_mode="stretch_width")
+        uncertainty = pn.Column(self.uncertainty_tab, pn.bind(heldout_view, self.param.version),
+                                self.whatif_panel, sizing_mode="stretch_width")
         models = pn.Column(self.models_view, pn.Row(self.promote, self.rollback),
                            self.confirm, self.status, self.features_view, self.model_plots,
                            sizing_mode="stretch_width")

@@ -197,8 +197,15 @@ def _with_scores(posterior: Posterior, test: Dataset) -> Posterior:
 
 
 def score(posterior: Posterior, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Held-out scores: accuracy and log predictive density for classifiers; RMSE, log
-    predictive density and 90% interval coverage for regression."""
+    """Held-out scores of the served predictions.
+
+    Classifiers: accuracy, log predictive density, the expected calibration error ``ece``
+    and its ``reliability`` table (10 equal-width bins; P(y=1) for a binary model, the
+    predicted class's probability for several classes:
+    :func:`workbench.calibration.predicted_against_observed`). Regression: RMSE, log
+    predictive density and ``coverage_90``, the share of outcomes inside their 90% interval.
+    """
+    from workbench import calibration
     from workbench.predict import Predictor
 
     if len(y) == 0:
@@ -212,7 +219,10 @@ def score(posterior: Posterior, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
             "lpd": lpd,
             "coverage_90": float(np.mean((y >= pred.lower) & (y <= pred.upper))),
         }
-    return {"rows": int(len(y)), "accuracy": float(np.mean(pred.label == y)), "lpd": lpd}
+    table = calibration.reliability_bins(*calibration.predicted_against_observed(
+        posterior.kind, pred.probabilities, y))
+    return {"rows": int(len(y)), "accuracy": float(np.mean(pred.label == y)), "lpd": lpd,
+            "ece": calibration.calibration_error(table)[0], "reliability": table}
 
 
 def log_likelihood(posterior: Posterior, X: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -98,7 +98,7 @@ def summary(posterior: Posterior) -> str:
     """One line of diagnostics and one of held-out scores."""
     d, s = posterior.diagnostics, posterior.scores
     verdict = "ok" if d["ok"] else "FAILED: " + "; ".join(d["failures"])
-    scores = ", ".join(f"{k} {v:.3f}" for k, v in s.items() if k != "rows")
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in s.items() if isinstance(v, float))
     return (f"{posterior.name} {posterior.options}: max R-hat {d['max_rhat']:.3f}, min bulk "
             f"ESS {d['min_ess_bulk']:.0f}, {d['divergences']} divergences -> {verdict}\n"
             f"held-out ({s.get('rows', 0)} rows): {scores}")
