@@ -12,9 +12,10 @@ with extra environment variables, e.g.::
 
 All start together (on the model store of the last ``make bench``, ``.workbench/bench``);
 then every round measures each server once (300 requests on one kept-alive connection),
-in a rotating order (with ``--clients``: N clients for ``--seconds``, from
-:func:`bench_http.load_generator`). Prints each round's figures, their medians, and every
-server's paired difference from (or, for throughput, ratio to) the first one.
+in a rotating order, alone (the others paused, as in ``make bench``; with ``--clients``:
+N clients for ``--seconds``, from :func:`bench_http.load_generator`). Prints each round's
+figures, their medians, and every server's paired difference from (or, for throughput,
+ratio to) the first one.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ def main() -> None:
         fig: dict[str, list[float]] = {s.spec.name: [] for s in running}
         for r in range(args.rounds):
             for server in running[r % len(running):] + running[:r % len(running)]:
+                alone = b.alone(server, {s.spec.name: s for s in running})
                 fig[server.spec.name].append(
-                    b.many_clients(server, args.clients, args.seconds)["throughput_rps"]
-                    if many else b.one_client(server, 300, 6)["p50_ms"])
+                    b.many_clients(alone, args.clients, args.seconds)["throughput_rps"]
+                    if many else b.one_client(alone, 300, 6)["p50_ms"])
             print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.3f}" for n, v in fig.items()),
                   flush=True)
         print(f"median {what}: " + ", ".join(f"{n} {statistics.median(v):.3f}"
@@ -87,6 +89,7 @@ def main() -> None:
                 print(f"paired {name} - {first}: {diff:+.3f} ms")
     finally:
         for server in running:
+            b.resume(server)
             b.stop(server.process)
 
 

@@ -610,10 +610,28 @@ type (`Annotated[dict[str, Any], ContentType("application/json")]`, BentoML's pu
 validator), which skips that schema generation; nothing else changes (same JSON, same
 validation, same errors). The floor declares it too, so its ratio is not flattered.
 
-**Tried and undone**: running a small request inline on the event loop when its batcher
-is idle, instead of hopping to the batcher's thread. Interleaved A/B runs on this machine
-disagreed in sign (−0.38 ms over 15 rounds × 100 requests, then +0.45 ms paired median over
-12 rounds × 200), i.e. no gain above the noise, so the simpler code stays.
+**Tried, undone, then done right** (issue 17): running a small request on the event loop
+instead of hopping to the batcher's thread. First tried at submit time, whenever the
+batcher was idle: with nine servers up, A/B runs disagreed in sign. With the servers
+measured alone (the others paused), it gained 0.146 ms at one client (Predictor p50 0.626
+against 0.769 ms, 10 of 10 rounds) but cost 37% of the Predictor's and the gateway's
+throughput at 64 clients (hey: each request found the batcher idle for an instant and ran
+alone, so nothing batched). Now the choice is made by the batcher's drain, after the
+requests that arrived together have queued: a batch of one request of at most 8 rows, with
+nothing queued behind it, runs on the loop (`MicroBatcher(inline_rows=)`); a crowd is
+batched on the worker as before. A/B (`benchmarks/ab_http.py`, hey, 8 rounds): one client
+−0.134 ms (0.643 against 0.775 ms); 64 clients unchanged (Predictor 1507 against 1504
+req/s; gateway 1188 against 1118, with the next two fixes).
+
+**Fixed** (issue 17), from a py-spy profile at 64 clients:
+- BentoML computes `inspect.signature` of the API function on every request
+  (`APIMethod.__get__`); both services set each API function's `__signature__` once
+  (`predictor_service.signatures`), ~10 µs a request. The floor, a plain BentoML service,
+  does not.
+- With its arms in process, the gateway handed the Predictor its checked rows as lists,
+  which it converted and checked again; it now passes the float32 array
+  (`Gateway(arrays=True)`), and routes by weights computed once per state read, not per
+  request.
 
 **Found by this benchmark and fixed**: at 64 clients the gateway logged dozens of
 retried Predictor calls ("Connector is closed") and one request whose answer never came,
@@ -636,10 +654,9 @@ WHY = {
     "ratio was 13–16× (the same script run alone earlier today, and the run recorded before "
     "this one).",
     "(b) Predictor p50": "What is left over the floor is the Predictor's real work per "
-    "request, which the floor does not do: validation (~0.1 ms), the hop to the batcher "
-    "thread and back (two thread wake-ups, each of which can wait for a core on this "
-    "oversubscribed 2-core machine), the jitted summary (~0.3 ms in process for 1 row × "
-    "2000 draws), host quantiles and the response records. Closing it would take a one-row "
+    "request, which the floor does not do: validation, the jitted summary (figure (a): "
+    "1 row × 1000 draws in process), host quantiles and the response records (a lone small "
+    "request no longer hops to the batcher's thread). Closing it would take a one-row "
     "path without `jax.jit`'s Python dispatch (an ahead-of-time compiled executable) and a "
     "faster event loop and JSON encoder for the whole service (uvloop, orjson: BentoML's "
     "choice, not ours). The ratio moves with the machine's load: 1.4–1.6× in the three-server "

@@ -150,3 +150,37 @@ async def _taken(batcher: MicroBatcher) -> None:
     """Until the one request submitted is taken off the queue (its call is running)."""
     while not (batcher.pending == 1 and not batcher._queue):
         await asyncio.sleep(0.001)
+
+
+def test_a_lone_small_request_runs_on_the_loop_and_a_crowd_on_the_worker():
+    """inline_rows: a batch of one small request with nothing queued is computed on the
+    event loop's thread (no thread hops); larger ones, and requests that arrive together,
+    on the worker, batched; a failure inline reaches its caller alone."""
+    threads: list[tuple[int, str]] = []
+
+    def fn(key, X):
+        threads.append((len(X), threading.current_thread().name))
+        if np.any(X < 0):
+            raise ValueError("negative row")
+        return {"y": X[:, 0] * 2}
+
+    batcher = MicroBatcher(fn, max_rows=64, inline_rows=4)
+
+    async def main():
+        loop_thread = threading.current_thread().name
+        lone = await batcher.submit("k", np.ones((2, 1), np.float32))
+        big = await batcher.submit("k", np.ones((5, 1), np.float32))
+        with pytest.raises(ValueError, match="negative row"):
+            await batcher.submit("k", -np.ones((1, 1), np.float32))
+        crowd = await asyncio.gather(*(batcher.submit("k", np.full((1, 1), i, np.float32))
+                                       for i in range(10)))
+        return loop_thread, lone, big, crowd
+
+    loop_thread, lone, big, crowd = asyncio.run(main())
+    np.testing.assert_array_equal(lone["y"], [2, 2])
+    assert len(big["y"]) == 5 and [c["y"][0] for c in crowd] == [2 * i for i in range(10)]
+    assert threads[0] == (2, loop_thread)  # alone and small: on the loop
+    assert threads[1][0] == 5 and threads[1][1].startswith("batcher")  # too many rows
+    assert threads[2] == (1, loop_thread)  # the failing one, alone
+    # the crowd arrived together: one batch, on the worker
+    assert len(threads) == 4 and threads[3][0] == 10 and threads[3][1].startswith("batcher")

@@ -75,7 +75,7 @@ class Experiment:
             engine=engine, writer=EventWriter.from_settings(engine, SETTINGS),
             max_rows=SETTINGS.max_rows, poll_seconds=SETTINGS.state_poll_seconds,
             feedback_grace=SETTINGS.feedback_grace_seconds, inputs=SETTINGS.event_inputs,
-            analysis_ttl=SETTINGS.analysis_ttl_seconds)
+            analysis_ttl=SETTINGS.analysis_ttl_seconds, arrays=IN_PROCESS)
 
     def __is_ready__(self) -> bool:
         """Not ready until the arms' models compiled (in process; a Predictor's readiness is
@@ -161,3 +161,4 @@ class Experiment:
 
 
 predictor_service.middlewares(Experiment)
+predictor_service.signatures(Experiment)

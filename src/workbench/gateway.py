@@ -80,13 +80,16 @@ class Gateway:
         SHA-256 of them, for privacy: equal inputs stay recognisable) or ``none``.
     analysis_ttl
         How long ``GET /analysis`` reuses a read-out (0: never).
+    arrays
+        ``predict`` takes the checked rows as a float32 array (the arms' models in this
+        process): they are not turned back into lists and checked again.
     """
 
     def __init__(self, config: ExperimentConfig, models: Mapping[str, ArmModel],
                  predict: PredictCall, *, engine: Any, writer: EventWriter,
                  max_rows: int = 1024, poll_seconds: float = 1.0,
                  feedback_grace: float = 5.0, inputs: str = "raw",
-                 analysis_ttl: float = 2.0) -> None:
+                 analysis_ttl: float = 2.0, arrays: bool = False) -> None:
         logs.log_to_stderr()
         self.config = config
         self.engine = engine
@@ -98,6 +101,7 @@ class Gateway:
                               detail={"expected one of": list(events.INPUTS)})
         self.inputs = inputs
         self.analysis_ttl = analysis_ttl
+        self.arrays = arrays
         self.arms = ArmClient(config, models, predict)
         self.models = self.arms.models
         self.counters = {"requests": 0, "feedback": 0, "feedback_duplicates": 0,
@@ -124,9 +128,9 @@ class Gateway:
         attributes = check_attributes(attributes)
         arm, status = self.live.route(unit)
         if entities is None:
-            rows = validate_rows(instances, self.models[arm].features,
-                                 max_rows=self.max_rows).tolist()
-            payload = {"instances": rows}
+            X = validate_rows(instances, self.models[arm].features, max_rows=self.max_rows)
+            rows = X.tolist()
+            payload = {"instances": X if self.arrays else rows}
         else:
             rows = check_entities(entities, instances, max_rows=self.max_rows)
             payload = {"entities": rows}
@@ -144,12 +148,12 @@ class Gateway:
         metrics.REQUESTS.labels(self.config.name, arm, served.status).inc()
         await self.writer.submit("predictions", self._row(
             request_id, None, unit, served.arm, served.body, served.status,
-            served.fallback_from, payload, (time.perf_counter() - started) * 1000.0,
+            served.fallback_from, rows, (time.perf_counter() - started) * 1000.0,
             attributes))
         if status == "ok":  # a shadow's row is logged if there is room; nobody waits on it
             self.arms.mirror(payload, lambda model, body, ms: self.writer.offer(
                 "predictions", self._row(f"{request_id}-shadow", request_id, unit, model,
-                                         body, "shadow", None, payload, ms, attributes)))
+                                         body, "shadow", None, rows, ms, attributes)))
         out = {"request_id": request_id, "experiment": self.config.name,
                "arm": served.arm.arm}
         if served.fallback_from:
@@ -158,14 +162,13 @@ class Gateway:
 
     def _row(self, request_id: str, parent_id: str | None, unit: str, model: ArmModel,
              body: dict[str, Any], status: str, fallback_from: str | None,
-             payload: dict[str, Any], latency_ms: float,
+             rows: list[Any], latency_ms: float,
              attributes: dict[str, str] | None) -> dict[str, Any]:
         return events.prediction_row(
             request_id=request_id, parent_id=parent_id, experiment=self.config.name,
             arm=model.arm, model_tag=body["model"], unit=unit, records=body["predictions"],
             status=status, fallback_from=fallback_from, latency_ms=latency_ms,
-            instances=events.logged_inputs(payload.get("instances") or payload["entities"],
-                                           self.inputs), attributes=attributes)
+            instances=events.logged_inputs(rows, self.inputs), attributes=attributes)
 
     async def drain(self) -> None:
         """Wait for mirrored shadow calls still in flight (before a shutdown)."""

@@ -17,6 +17,7 @@ from workbench.batching import MicroBatcher
 from workbench.predict import Predictor
 
 QUEUE_ROWS = 65_536  # rows allowed to wait in a model's batcher (past it: 503)
+INLINE_ROWS = 8  # a request this small that finds its batcher idle runs on the event loop
 
 
 @dataclass
@@ -81,5 +82,5 @@ def serve(tag: str, posterior: Posterior, *, buckets: tuple[int, ...], max_rows:
     predictor = Predictor(posterior, buckets=buckets, max_rows=max_rows, ood_rate=ood_rate)
     batcher = MicroBatcher(lambda mass, X: predictor.summarize(X, mass),
                            max_rows=predictor.buckets[-1], max_queue_rows=max_queue_rows,
-                           name=tag)
+                           name=tag, inline_rows=INLINE_ROWS)
     return Served(tag, posterior, predictor, batcher, features=features)

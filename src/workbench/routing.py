@@ -40,17 +40,21 @@ class LiveState:
         self.config = config
         self.poll_seconds = poll_seconds
         self.state = control.ensure(engine, config)
+        self._routing: tuple[Any, dict[str, float], str] = (None, {}, "ok")
         self.read_at = time.time()
         self.failures = 0
         self._failing = False
 
     def route(self, unit: str) -> tuple[str, str]:
         """The arm ``unit`` gets now, and the status its event is logged with."""
-        state = self.state
-        weights, status = state.routing(self.config.control_arm.name)
-        ordered = {a.name: float(weights.get(a.name, 0.0)) for a in self.config.arms}
-        if sum(ordered.values()) <= 0:  # cannot happen through control; never divide by 0
-            ordered = {self.config.control_arm.name: 1.0}
+        state, ordered, status = self._routing
+        if state is not self.state:  # the weights in arm order, once per state read
+            state = self.state
+            weights, status = state.routing(self.config.control_arm.name)
+            ordered = {a.name: float(weights.get(a.name, 0.0)) for a in self.config.arms}
+            if sum(ordered.values()) <= 0:  # cannot happen through control; never divide by 0
+                ordered = {self.config.control_arm.name: 1.0}
+            self._routing = (state, ordered, status)
         return assignment.assign(self.config.name, unit, ordered, self.config.salt), status
 
     def refresh(self) -> bool:
