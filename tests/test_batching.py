@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 
+from workbench import batching
 from workbench.batching import MicroBatcher, Overloaded
 
 
@@ -152,10 +153,12 @@ async def _taken(batcher: MicroBatcher) -> None:
         await asyncio.sleep(0.001)
 
 
-def test_a_lone_small_request_runs_on_the_loop_and_a_crowd_on_the_worker():
-    """inline_rows: a batch of one small request with nothing queued is computed on the
-    event loop's thread (no thread hops); larger ones, and requests that arrive together,
-    on the worker, batched; a failure inline reaches its caller alone."""
+def test_a_lone_small_cheap_request_runs_on_the_loop_and_the_rest_on_the_worker(
+        monkeypatch):
+    """inline_rows: a batch of one small request with nothing queued, of a model whose calls
+    have been cheap, is computed on the event loop's thread (no thread hops); the first
+    call (its cost unknown), larger ones, requests that arrive together, the retries of a
+    failed batch and an expensive model's calls run on the worker."""
     threads: list[tuple[int, str]] = []
 
     def fn(key, X):
@@ -167,20 +170,48 @@ def test_a_lone_small_request_runs_on_the_loop_and_a_crowd_on_the_worker():
     batcher = MicroBatcher(fn, max_rows=64, inline_rows=4)
 
     async def main():
-        loop_thread = threading.current_thread().name
+        one = np.ones((1, 1), np.float32)
+        first = await batcher.submit("k", one)
         lone = await batcher.submit("k", np.ones((2, 1), np.float32))
         big = await batcher.submit("k", np.ones((5, 1), np.float32))
         with pytest.raises(ValueError, match="negative row"):
-            await batcher.submit("k", -np.ones((1, 1), np.float32))
+            await batcher.submit("k", -one)
         crowd = await asyncio.gather(*(batcher.submit("k", np.full((1, 1), i, np.float32))
-                                       for i in range(10)))
-        return loop_thread, lone, big, crowd
+                                       for i in range(10)), return_exceptions=True)
+        monkeypatch.setattr(batching, "INLINE_SECONDS", 0.0)  # now every call is too dear
+        dear = await batcher.submit("k", one)
+        return threading.current_thread().name, first, lone, big, crowd, dear
 
-    loop_thread, lone, big, crowd = asyncio.run(main())
+    loop_thread, first, lone, big, crowd, dear = asyncio.run(main())
     np.testing.assert_array_equal(lone["y"], [2, 2])
-    assert len(big["y"]) == 5 and [c["y"][0] for c in crowd] == [2 * i for i in range(10)]
-    assert threads[0] == (2, loop_thread)  # alone and small: on the loop
-    assert threads[1][0] == 5 and threads[1][1].startswith("batcher")  # too many rows
-    assert threads[2] == (1, loop_thread)  # the failing one, alone
-    # the crowd arrived together: one batch, on the worker
-    assert len(threads) == 4 and threads[3][0] == 10 and threads[3][1].startswith("batcher")
+    assert first["y"][0] == 2 and dear["y"][0] == 2 and len(big["y"]) == 5
+    assert [c["y"][0] for c in crowd] == [2 * i for i in range(10)]
+    on_worker = [t.startswith("batcher") for _, t in threads]
+    assert [n for n, _ in threads[:4]] == [1, 2, 5, 1]
+    assert on_worker[:4] == [True, False, True, False]  # cost unknown, lone, big, failing
+    assert threads[4][0] == 10 and on_worker[4]  # the crowd arrived together: one batch
+    assert threads[-1][0] == 1 and on_worker[-1]  # too dear for the loop
+    assert threads[1][1] == threads[3][1] == loop_thread
+
+
+def test_the_retries_of_a_failed_batch_run_on_the_worker():
+    threads: list[tuple[int, str]] = []
+
+    def fn(key, X):
+        threads.append((len(X), threading.current_thread().name))
+        if np.any(X < 0):
+            raise ValueError("negative row")
+        return {"y": X[:, 0] * 2}
+
+    batcher = MicroBatcher(fn, max_rows=64, inline_rows=4)
+
+    async def main():
+        await batcher.submit("k", np.ones((1, 1), np.float32))  # its cost is known now
+        return await asyncio.gather(*(batcher.submit("k", np.full((1, 1), v, np.float32))
+                                      for v in (1, -1, 2)), return_exceptions=True)
+
+    out = asyncio.run(main())
+    assert out[0]["y"][0] == 2 and isinstance(out[1], ValueError) and out[2]["y"][0] == 4
+    assert [n for n, _ in threads[1:]] == [3, 1, 1, 1]  # the batch, then one by one
+    assert all(t.startswith("batcher") for _, t in threads[1:])
+    assert batcher.stats.retried == 3

@@ -20,6 +20,7 @@ Prometheus (:mod:`workbench.metrics`) sees the rows waiting
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from workbench.metrics import BATCH_QUEUE, BATCH_SIZE
+
+INLINE_SECONDS = 0.001  # a model call cheaper than this (on average) may run on the loop
 
 
 class Overloaded(Exception):
@@ -71,8 +74,11 @@ class MicroBatcher:
         The ``model`` label of the batcher's metrics (the served model's tag).
     inline_rows
         A batch of one request of at most this many rows, with nothing else queued, runs on
-        the event loop's thread, sparing the two thread hops of the worker (0: never).
-        Under load the requests that arrive together are batched on the worker as before.
+        the event loop's thread, sparing the two thread hops of the worker (0: never), as
+        long as the model's calls have been cheap (under :data:`INLINE_SECONDS` on
+        average: a large posterior or a slow device never holds up the loop). Under load
+        the requests that arrive together are batched on the worker as before; retries of
+        a failed batch always run there.
     """
 
     def __init__(self, fn: Callable[[Hashable, np.ndarray], dict[str, np.ndarray]], *,
@@ -81,6 +87,7 @@ class MicroBatcher:
         self.fn = fn
         self.name = name
         self.inline_rows = inline_rows
+        self._call_seconds = float("inf")  # a moving average of the model's call time
         self._waiting = BATCH_QUEUE.labels(model=name)
         self._sizes = BATCH_SIZE.labels(model=name)
         self.max_rows = max_rows
@@ -150,22 +157,23 @@ class MicroBatcher:
                 if live:
                     await self._run(live)
 
-    async def _run(self, batch: list[_Item]) -> None:
+    async def _run(self, batch: list[_Item], *, inline: bool = True) -> None:
         assert self._loop is not None
         key = batch[0].key
         X = batch[0].X if len(batch) == 1 else np.concatenate([i.X for i in batch])
         try:
-            if len(batch) == 1 and len(X) <= self.inline_rows and not self._queue:
-                out = self.fn(key, X)  # alone: the loop's thread, sparing two thread hops
+            if inline and len(batch) == 1 and len(X) <= self.inline_rows and \
+                    not self._queue and self._call_seconds < INLINE_SECONDS:
+                out = self._timed(key, X)  # alone and cheap: on the loop, no thread hops
             else:
-                out = await self._loop.run_in_executor(self._executor, self.fn, key, X)
+                out = await self._loop.run_in_executor(self._executor, self._timed, key, X)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0].future, exc=exc)
                 return
             self.stats.retried += len(batch)
-            for item in batch:  # isolate the request that failed
-                await self._run([item])
+            for item in batch:  # isolate the request that failed, on the worker
+                await self._run([item], inline=False)
             return
         self._count(batch, len(X))
         start = 0
@@ -173,6 +181,14 @@ class MicroBatcher:
             stop = start + len(item.X)
             _settle(item.future, result={k: v[start:stop] for k, v in out.items()})
             start = stop
+
+    def _timed(self, key: Hashable, X: np.ndarray) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        out = self.fn(key, X)
+        took = time.perf_counter() - started
+        self._call_seconds = took if self._call_seconds == float("inf") else \
+            0.8 * self._call_seconds + 0.2 * took
+        return out
 
     def _count(self, batch: list[_Item], rows: int) -> None:
         s = self.stats

@@ -10,6 +10,7 @@ diagonal. Versions trained before a score was stored say what is missing.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
@@ -17,21 +18,29 @@ import panel as pn
 
 from workbench import calibration, store
 
+logger = logging.getLogger("workbench.dashboard")
+
 COLUMNS = ["version", "aliases", "model", "dataset", "rows", "coverage 90%", "90% ± 3%",
            "ECE", "accuracy", "note"]
 DIAGRAM_VERSIONS = 6  # the newest classifier versions drawn in the reliability diagram
 
 
 @pn.cache(max_items=256)
-def scores_of(tag: str) -> dict[str, Any] | str:
-    """A stored version's held-out scores, or why they cannot be read. Cached by tag: a
-    stored version never changes."""
-    from workbench.errors import WorkbenchError
+def _scores(tag: str) -> dict[str, Any]:
+    """A stored version's held-out scores, cached by tag (a stored version never
+    changes); a failure raises, and is not cached."""
+    return store.get(tag).scores
 
+
+def scores_of(tag: str) -> dict[str, Any] | str:
+    """A stored version's held-out scores, or why they cannot be read: a broken artifact
+    never breaks the view, and is tried again on the next refresh."""
     try:
-        return store.get(tag).scores
-    except WorkbenchError as exc:  # a corrupt, removed or unregistered model's artifact
-        return f"artifact unreadable: {exc.message}"
+        return _scores(tag)
+    except Exception as exc:  # corrupt, removed, unregistered, unreadable: say so
+        logger.warning("held-out scores of %s unreadable: %r", tag, exc)
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        return f"artifact unreadable: {message}"
 
 
 def table(models: list[store.ModelInfo]) -> pd.DataFrame:

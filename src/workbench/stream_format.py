@@ -7,7 +7,9 @@ An **event** is a mapping of fields:
 - ``unit`` (optional; required with an experiment): what assignment is sticky by;
 - ``request_id`` (optional): the id its prediction is logged and fed back under; by
   default one derived from the event's id (:func:`derived_request_id`), the same on every
-  delivery.
+  delivery;
+- ``attributes`` (optional; read with an experiment): JSON, the unit's attributes as
+  ``POST /predict`` takes them (:mod:`workbench.units`), logged for segments.
 
 Its **result** carries ``event_id``, ``request_id``, ``model`` (the tag),
 ``predictions`` (JSON: the records of ``POST /predict``), ``interval_mass``, ``consumer``,
@@ -85,7 +87,7 @@ def prepare(event: Event, stream: str, scorer: Any, experiment: Any = None) -> J
     if unit is not None and (not 0 < len(unit) <= MAX_UNIT or "\x00" in unit):
         raise InputError(f"unit must be 1 to {MAX_UNIT} characters, no NUL")
     attributes = None
-    if "attributes" in fields:  # the unit's, as with /predict (segments)
+    if experiment is not None and "attributes" in fields:  # the unit's, logged (segments)
         try:
             attributes = check_attributes(json.loads(fields["attributes"]))
         except json.JSONDecodeError as exc:

@@ -1,5 +1,7 @@
-"""The predictions table's attributes: the unit's, sent with ``/predict`` (e.g.
-``{"country": "DE"}``), by which the read-out can break a binary metric down into segments.
+"""The predictions table's attributes: the unit's, sent with ``/predict``, for segments.
+
+They are a flat object such as ``{"country": "DE"}``, by which the read-out can break a
+binary metric down into segments (``segment_by``).
 
 Revision ID: 0004
 Revises: 0003
