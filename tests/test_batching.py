@@ -29,7 +29,7 @@ def test_concurrent_requests_share_calls_and_get_their_own_rows():
     async def main():
         tasks = [asyncio.create_task(batcher.submit("k", np.full((2, 1), i, np.float32)))
                  for i in range(20)]
-        await asyncio.sleep(0.05)
+        await _until(lambda: batcher.pending == 20)
         gate.set()
         return await asyncio.gather(*tasks)
 
@@ -50,7 +50,7 @@ def test_a_failing_request_does_not_fail_its_batch_mates():
         rows = [1.0, 2.0, -1.0, 3.0, 4.0]
         tasks = [asyncio.create_task(batcher.submit("k", np.array([[r]], np.float32)))
                  for r in rows]
-        await asyncio.sleep(0.05)
+        await _until(lambda: batcher.pending == 5)
         gate.set()
         return await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -68,7 +68,7 @@ def test_keys_are_never_mixed():
     async def main():
         tasks = [asyncio.create_task(batcher.submit(i % 2, np.ones((1, 1), np.float32)))
                  for i in range(10)]
-        await asyncio.sleep(0.05)
+        await _until(lambda: batcher.pending == 10)
         gate.set()
         return await asyncio.gather(*tasks)
 
@@ -83,9 +83,9 @@ def test_a_full_queue_is_refused_at_once():
 
     async def main():
         first = asyncio.create_task(batcher.submit("k", np.ones((4, 1), np.float32)))
-        await asyncio.sleep(0.05)  # running: the queue is empty again
+        await _taken(batcher)  # running: the queue is empty again
         second = asyncio.create_task(batcher.submit("k", np.ones((4, 1), np.float32)))
-        await asyncio.sleep(0.01)
+        await _until(lambda: batcher._queued_rows == 4)
         with pytest.raises(Overloaded):
             await batcher.submit("k", np.ones((1, 1), np.float32))
         gate.set()
@@ -110,8 +110,7 @@ def test_the_queue_depth_and_batch_sizes_reach_prometheus():
         await _taken(batcher)  # the first runs alone, at once
         rest = [asyncio.create_task(batcher.submit("k", np.ones((3, 1), np.float32)))
                 for _ in range(4)]
-        while batcher._queued_rows < 12:
-            await asyncio.sleep(0.001)
+        await _until(lambda: batcher._queued_rows == 12)
         waiting.append(value("workbench_batcher_queue_depth"))
         gate.set()
         await asyncio.gather(first, *rest)
@@ -134,8 +133,7 @@ def test_closing_answers_what_is_still_queued_and_empties_the_gauge():
         first = asyncio.create_task(batcher.submit("k", np.ones((1, 1), np.float32)))
         await _taken(batcher)
         queued = asyncio.create_task(batcher.submit("k", np.ones((5, 1), np.float32)))
-        while batcher._queued_rows < 5:
-            await asyncio.sleep(0.001)
+        await _until(lambda: batcher._queued_rows == 5)
         batcher.close()
         gate.set()
         with pytest.raises(Overloaded, match="retired"):
@@ -147,10 +145,16 @@ def test_closing_answers_what_is_still_queued_and_empties_the_gauge():
                                      {"model": "m-closed:1"}) == 0.0
 
 
+async def _until(condition) -> None:
+    """Until ``condition()`` holds, letting the loop run the batcher meanwhile."""
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
 async def _taken(batcher: MicroBatcher) -> None:
     """Until the one request submitted is taken off the queue (its call is running)."""
-    while not (batcher.pending == 1 and not batcher._queue):
-        await asyncio.sleep(0.001)
+    await _until(lambda: batcher.pending == 1 and not batcher._queue)
 
 
 def test_a_lone_small_cheap_request_runs_on_the_loop_and_the_rest_on_the_worker(
@@ -160,14 +164,7 @@ def test_a_lone_small_cheap_request_runs_on_the_loop_and_the_rest_on_the_worker(
     call (its cost unknown), larger ones, requests that arrive together, the retries of a
     failed batch and an expensive model's calls run on the worker."""
     threads: list[tuple[int, str]] = []
-
-    def fn(key, X):
-        threads.append((len(X), threading.current_thread().name))
-        if np.any(X < 0):
-            raise ValueError("negative row")
-        return {"y": X[:, 0] * 2}
-
-    batcher = MicroBatcher(fn, max_rows=64, inline_rows=4)
+    batcher = MicroBatcher(_recorder(threads), max_rows=64, inline_rows=4)
 
     async def main():
         one = np.ones((1, 1), np.float32)
@@ -196,14 +193,7 @@ def test_a_lone_small_cheap_request_runs_on_the_loop_and_the_rest_on_the_worker(
 
 def test_the_retries_of_a_failed_batch_run_on_the_worker():
     threads: list[tuple[int, str]] = []
-
-    def fn(key, X):
-        threads.append((len(X), threading.current_thread().name))
-        if np.any(X < 0):
-            raise ValueError("negative row")
-        return {"y": X[:, 0] * 2}
-
-    batcher = MicroBatcher(fn, max_rows=64, inline_rows=4)
+    batcher = MicroBatcher(_recorder(threads), max_rows=64, inline_rows=4)
 
     async def main():
         await batcher.submit("k", np.ones((1, 1), np.float32))  # its cost is known now
@@ -215,3 +205,13 @@ def test_the_retries_of_a_failed_batch_run_on_the_worker():
     assert [n for n, _ in threads[1:]] == [3, 1, 1, 1]  # the batch, then one by one
     assert all(t.startswith("batcher") for _, t in threads[1:])
     assert batcher.stats.retried == 3
+
+
+def _recorder(threads: list[tuple[int, str]]):
+    """A model call that notes its rows and the thread it ran on (and refuses negatives)."""
+    def fn(key, X):
+        threads.append((len(X), threading.current_thread().name))
+        if np.any(X < 0):
+            raise ValueError("negative row")
+        return {"y": X[:, 0] * 2}
+    return fn
