@@ -179,7 +179,7 @@ def simulate(url: str, users: int, duration: float, rate: float, dataset: str,
 def analyze(experiment: str, config_path: str | None, metric: str | None, db_url: str | None,
             segments: bool, as_json: bool) -> None:
     """Print the Bayesian read-out of EXPERIMENT from the event store."""
-    from workbench import event_reads, events, readout, segment_readout
+    from workbench import control, event_reads, events, readout
     from workbench.config import load as load_config
     from workbench.errors import ConfigError
     from workbench.report import print_readout, print_segments
@@ -190,9 +190,15 @@ def analyze(experiment: str, config_path: str | None, metric: str | None, db_url
                           detail={"experiments": events.experiments(eng)})
     config = load_config(config_path) if config_path else readout.config_of(
         eng, experiment, metric=metric)
-    result = readout.read_out(eng, experiment, config=config).to_dict()
+    fold, pruned, _ = event_reads.fold_all(  # one pass over the store for both read-outs
+        eng, experiment, timeline=control.weights_timeline(eng, experiment),
+        segment_by=config.segment_by if segments else None)
+    result = readout.read_out(eng, experiment, config=config, fold=fold,
+                              pruned=pruned).to_dict()
     if segments:
-        result["segments"] = segment_readout.read_out(eng, config)
+        from workbench import segment_readout  # JAX and NumPyro: only when asked
+
+        result["segments"] = segment_readout.from_fold(fold, config)
     if as_json:
         click.echo(json.dumps(result, default=str))
         return

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench import control, event_reads, events, experiments, readout, segment_readout, store
+from workbench import control, event_reads, events, experiments, readout, store
 from workbench.aggregates import Fold
 from workbench.config import ExperimentConfig
 from workbench.folding import fold_events
@@ -72,6 +72,8 @@ def read_out_with_history(eng: Any, config: ExperimentConfig, points: int = 8
     result = readout.read_out(eng, config.name, config=config, fold=fold, pruned=pruned)
     out = result.to_dict()
     if config.segment_by:  # the segment read-out from the same fold (refitted now and then)
+        from workbench import segment_readout  # JAX and NumPyro: only when configured
+
         out["segments"] = segment_readout.latest(fold, config, source=str(eng.url))
     return out, list(zip(cuts, snapshots, strict=True))
 

@@ -4,13 +4,14 @@ and a table, with the overall pooled effect."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import panel as pn
 
-from workbench.segments import SegmentReadout
+if TYPE_CHECKING:  # the segment model imports JAX: the dashboard need not, to draw
+    from workbench.segments import SegmentReadout
 
 COLOURS = {"pooled": "#1f77b4", "unpooled": "#ff7f0e"}
 OFFSET = 0.18  # each read-out's distance from its segment's row in the forest plot
@@ -34,7 +35,7 @@ def segments_view(readout: SegmentReadout | dict[str, Any] | None, *,
         return pn.Column(title, pn.pane.Alert(NOT_CONFIGURED, alert_type="info",
                                               name="segments-empty"),
                          sizing_mode="stretch_width")
-    data = readout.to_dict() if isinstance(readout, SegmentReadout) else readout
+    data = readout if isinstance(readout, dict) else readout.to_dict()
     frame = effects_frame(data)
     if not len(frame):
         return pn.Column(title, pn.pane.Alert(

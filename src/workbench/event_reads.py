@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from workbench import events
+from workbench import events, units
 from workbench.aggregates import COUNTED, Fold, Timeline, expected_sums
 from workbench.folding import Folder
 from workbench.schema import aggregates, outcomes, predictions
-from workbench.units import value_of
 
 CHUNK = 2000  # observed requests decoded at a time
 SAMPLE = 20_000  # the most recent events the dashboard's plots draw
@@ -60,15 +59,17 @@ def fold(eng: sa.Engine, experiment: str, *, timeline: Timeline | None = None,
 
 def fold_where(conn: sa.Connection, conds: Sequence[Any], timeline: Timeline | None, *,
                cuts: Sequence[float] = (), segment_by: str | None = None,
-               known: Sequence[str] = ()) -> tuple[Fold, list[Fold]]:
+               base: Fold | None = None) -> tuple[Fold, list[Fold]]:
     """The fold of the prediction rows matching ``conds``; with ``cuts`` (increasing
     times), also the fold of the rows up to each cut (their metrics only, for history);
     with ``segment_by``, the binary metric by that unit attribute too (``fold.segments``),
-    ``known``: the values an earlier fold it will be merged into keeps apart."""
+    starting from the values ``base`` (the stored fold it will be merged into) keeps
+    apart, so that the merge is exact."""
     out = Fold(counted=COUNTED)
     out.counts, out.expected = _counts(conn, conds, timeline)
     out.segments.by = segment_by
-    out.segments.values = {v: {} for v in known} if segment_by else {}
+    if segment_by and base is not None and base.segments.by == segment_by:
+        out.segments.values = {v: {} for v in base.segments.values}
     folder = Folder(out)
     snapshots: list[Fold] = []
     pending = list(cuts)
@@ -121,6 +122,7 @@ def _observed(conn: sa.Connection, conds: Sequence[Any], segment_by: str | None 
              .order_by(p.c.ts, p.c.request_id))
     result = conn.execute(query.execution_options(yield_per=CHUNK))
     seen: dict[str, Any] = {}  # outcomes repeat (0, 1, class names): decode each once
+    segment_of: dict[str, str | None] = {}  # so do a unit's attributes
     for part in result.partitions():
         chunk = []
         for ts, arm, status, fallback_from, summary, outcome, covariate, attrs in part:
@@ -131,9 +133,14 @@ def _observed(conn: sa.Connection, conds: Sequence[Any], segment_by: str | None 
                 if isinstance(outcome, str) and len(seen) < 1024 and \
                         not isinstance(value, list | dict):
                     seen[outcome] = value
+            segment = None
+            if attrs:
+                segment = segment_of[attrs] if attrs in segment_of else \
+                    units.value_of(units.stored(attrs), segment_by)
+                if len(segment_of) < 4096:
+                    segment_of[attrs] = segment
             chunk.append((ts, assigned(arm, status, fallback_from), arm, status,
-                          _json(summary), value, covariate,
-                          value_of(decoded(attrs), segment_by) if attrs else None))
+                          _json(summary), value, covariate, segment))
         yield chunk
 
 
@@ -151,23 +158,6 @@ def _json(text: Any) -> Any:
     except StopIteration:  # leading whitespace, or not JSON: let json.loads say
         return json.loads(text)
     return value if end == len(text) else json.loads(text)
-
-
-def decoded(text: Any) -> Any:
-    """Stored JSON text, or None where it is not JSON (never fatal to a read-out)."""
-    try:
-        return _json(text)
-    except (ValueError, RecursionError):
-        return None
-
-
-def known_segments(stored_: tuple[Fold, dict[str, Any]] | None, segment_by: str | None
-                   ) -> list[str]:
-    """The segment values a stored aggregate keeps apart (folds of later events start
-    from them, so that their merge is exact)."""
-    if stored_ is None or not segment_by or stored_[0].segments.by != segment_by:
-        return []
-    return list(stored_[0].segments.values)
 
 
 # -- with what was pruned -------------------------------------------------------------------
@@ -196,7 +186,7 @@ def fold_all(eng: sa.Engine, experiment: str, *, timeline: Timeline | None,
             before = stored(conn, experiment)
             live, snapshots = fold_where(conn, conditions(experiment), timeline, cuts=cuts,
                                          segment_by=segment_by,
-                                         known=known_segments(before, segment_by))
+                                         base=before[0] if before else None)
             after = stored(conn, experiment)
         if (before and before[1]) == (after and after[1]):  # no prune committed meanwhile
             break
@@ -278,4 +268,5 @@ def recent(eng: sa.Engine, experiment: str, *, limit: int = SAMPLE,
              .order_by(p.c.ts.desc()).offset(limit - 1).limit(1))
     with eng.connect() as conn:
         since = conn.execute(query).scalar()
-    return events.read(eng, experiment, since=since, with_instances=with_instances)
+    return events.read(eng, experiment, since=since, with_instances=with_instances,
+                       with_attributes=False)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from workbench import jsonsafe
+from workbench import jsonsafe, units
 from workbench.home import default_url
 from workbench.migrate import ensure
 from workbench.schema import metadata, outcomes, predictions, registry
@@ -108,13 +108,15 @@ class Events:
 
 
 def read(eng: sa.Engine, experiment: str, *, since: float | None = None,
-         with_instances: bool = False) -> Events:
-    """Predictions of ``experiment`` with their outcomes (a shadow's is its parent's)."""
+         with_instances: bool = False, with_attributes: bool = True) -> Events:
+    """Predictions of ``experiment`` with their outcomes (a shadow's is its parent's);
+    their input rows only ``with_instances``, the units' attributes unless told not."""
     p, o = predictions, outcomes
     key = sa.func.coalesce(p.c.parent_id, p.c.request_id)
     cols = [p.c.request_id, p.c.parent_id, p.c.ts, p.c.arm, p.c.model_tag, p.c.unit,
             p.c.latency_ms, p.c.status, p.c.summary, o.c.outcome, p.c.fallback_from,
-            o.c.covariate, sa.cast(p.c.attributes, sa.Text)]
+            o.c.covariate, sa.cast(p.c.attributes, sa.Text) if with_attributes
+            else sa.null()]
     if with_instances:
         cols.append(p.c.instances)
     query = (sa.select(*cols).select_from(p.outerjoin(o, o.c.request_id == key))
@@ -131,7 +133,8 @@ def read(eng: sa.Engine, experiment: str, *, since: float | None = None,
         latency_ms=np.asarray([np.nan if v is None else v for v in col[6]], dtype=float),
         status=np.asarray(col[7], dtype=object), summary=[_json(v) for v in col[8]],
         outcome=[_json(v) for v in col[9]], fallback_from=np.asarray(col[10], dtype=object),
-        covariate=list(col[11]), attributes=[_attributes(v) for v in col[12]],
+        covariate=list(col[11]),
+        attributes=[units.stored(v) for v in col[12]] if with_attributes else [],
         instances=[_json(v) for v in col[13]] if with_instances else [])
 
 
@@ -235,17 +238,6 @@ def write_now(eng: sa.Engine, table: str, rows: Iterable[dict[str, Any]]) -> Non
     if rows:
         with eng.begin() as conn:
             conn.execute(insert_ignoring(eng, metadata.tables[table]), rows)
-
-
-def _attributes(text: Any) -> Any:
-    """Stored attributes (JSON text), or None where they are not JSON: they come from
-    clients, and a read never fails on them."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return None
 
 
 def _json(value: Any) -> Any:

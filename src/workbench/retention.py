@@ -106,7 +106,7 @@ def _fold_into(conn: sa.Connection, experiment: str, ids: list[str], before: flo
     current = event_reads.stored(conn, experiment)
     live, _ = event_reads.fold_where(conn, [p.c.request_id.in_(ids)], timeline,
                                      segment_by=segment_by,
-                                     known=event_reads.known_segments(current, segment_by))
+                                     base=current[0] if current else None)
     now = time.time()
     if current is None:
         conn.execute(aggregates.insert().values(experiment=experiment, upto=before,

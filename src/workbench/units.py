@@ -10,6 +10,7 @@ expected.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -60,6 +61,17 @@ def check_attributes(attributes: Any) -> dict[str, str] | None:
                              detail={"expected": EXPECTED_ATTRIBUTES})
         out[name] = text
     return out
+
+
+def stored(text: Any) -> Any:
+    """Attributes as stored (JSON text, or None), decoded; None where they are not JSON:
+    they come from clients, and a read never fails on them."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return None
 
 
 def value_of(attributes: Any, name: str | None) -> str | None:
