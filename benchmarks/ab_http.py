@@ -70,7 +70,7 @@ def main() -> None:
         fig: dict[str, list[float]] = {s.spec.name: [] for s in running}
         for r in range(args.rounds):
             for server in running[r % len(running):] + running[:r % len(running)]:
-                alone = b.alone(server, {s.spec.name: s for s in running})
+                alone = b.alone(server, running)
                 fig[server.spec.name].append(
                     b.many_clients(alone, args.clients, args.seconds)["throughput_rps"]
                     if many else b.one_client(alone, 300, 6)["p50_ms"])
@@ -89,7 +89,6 @@ def main() -> None:
                 print(f"paired {name} - {first}: {diff:+.3f} ms")
     finally:
         for server in running:
-            b.resume(server)
             b.stop(server.process)
 
 

@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,9 +160,11 @@ def status(port: int, method: str, path: str, body: bytes | None = None) -> int:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it lingers."""
+    """SIGTERM the server's process group (continued first: it may be paused), SIGKILL it
+    if it lingers."""
     if process.poll() is None:
         try:
+            os.killpg(process.pid, signal.SIGCONT)  # a stopped process would not see it
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(30)
         except subprocess.TimeoutExpired:
@@ -185,10 +187,10 @@ def resume(server: Running) -> None:
         os.killpg(server.process.pid, signal.SIGCONT)
 
 
-def alone(server: Running, running: dict[str, Running]) -> Running:
-    """Resume ``server`` with every other one paused, and send it a few requests (its
-    connections and caches warm again); returns it."""
-    for other in running.values():
+def alone(server: Running, running: Iterable[Running]) -> Running:
+    """Resume ``server`` with every other one of ``running`` paused, and send it a few
+    requests (its connections and caches warm again); returns it."""
+    for other in running:
         if other is not server:
             pause(other)
     resume(server)
@@ -365,7 +367,7 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
             for server in order:
                 if server.spec.heavy and r >= max(1, rounds // 3):
                     continue  # seconds per request: fewer rounds
-                res = one_client(alone(server, running), 15 if server.spec.heavy
+                res = one_client(alone(server, running.values()), 15 if server.spec.heavy
                                  else requests, seconds * (3 if server.spec.heavy else 2))
                 single[server.spec.name].append(res)
             log(f"  (b) 1 client, round {r + 1}/{rounds}: " + ", ".join(
@@ -377,8 +379,8 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
             for server in order:
                 if server.spec.heavy and r >= 1:
                     continue
-                many[server.spec.name].append(many_clients(alone(server, running), clients,
-                                                           seconds))
+                many[server.spec.name].append(many_clients(alone(server, running.values()),
+                                                           clients, seconds))
             log(f"  (b) {clients} clients, round {r + 1}: " + ", ".join(
                 f"{n} {v[-1]['throughput_rps']:.0f}" for n, v in many.items() if v) + " req/s")
         out["one_client"] = {n: summarize_single(v) for n, v in single.items()}
@@ -388,7 +390,6 @@ def run(row: list[float], workdir: Path, *, rounds: int = 5, cold_rounds: int = 
         out["load_generator"] = load_generator()
     finally:
         for server in running.values():
-            resume(server)  # a stopped process would not see the SIGTERM
             stop(server.process)
     return out
 

@@ -68,14 +68,14 @@ class Experiment:
         else:
             arms.keep_one_session(getattr(self.predictor, "to_async", None))
             # The client's methods exist once it has connected: looked up per call.
-            call = lambda **kw: self.predictor.to_async.predict(**kw)  # noqa: E731
+            call = arms.over_http(lambda **kw: self.predictor.to_async.predict(**kw))
         engine = events.engine(events.default_url(SETTINGS))
         self.gateway = gateway.Gateway(
             CONFIG, arms.arm_models(CONFIG, TAGS, store.metadata), call,
             engine=engine, writer=EventWriter.from_settings(engine, SETTINGS),
             max_rows=SETTINGS.max_rows, poll_seconds=SETTINGS.state_poll_seconds,
             feedback_grace=SETTINGS.feedback_grace_seconds, inputs=SETTINGS.event_inputs,
-            analysis_ttl=SETTINGS.analysis_ttl_seconds, arrays=IN_PROCESS)
+            analysis_ttl=SETTINGS.analysis_ttl_seconds)
 
     def __is_ready__(self) -> bool:
         """Not ready until the arms' models compiled (in process; a Predictor's readiness is

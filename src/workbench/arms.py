@@ -189,6 +189,18 @@ def arm_models(config: ExperimentConfig, tags: Mapping[str, str],
     return out
 
 
+def over_http(predict: PredictCall) -> PredictCall:
+    """``predict`` (a Predictor over HTTP: the client behind ``bentoml.depends``) called
+    with JSON: the gateway hands its calls the checked rows as a float32 array, which the
+    Predictor in process takes as it is."""
+    async def call(**kwargs: Any) -> dict[str, Any]:
+        rows = kwargs.get("instances")
+        if rows is not None and hasattr(rows, "tolist"):
+            kwargs["instances"] = rows.tolist()
+        return await predict(**kwargs)
+    return call
+
+
 def keep_one_session(client: Any) -> None:
     """Stop BentoML's HTTP client (the gateway's ``bentoml.depends`` on its Predictor) from
     replacing its aiohttp session every 100 requests or 5 minutes.

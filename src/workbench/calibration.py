@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workbench.aggregates import BINS
+
 if TYPE_CHECKING:
     from workbench.events import Events
 
 COVERAGE_TARGET = 0.9  # the interval mass scored on held-out rows ...
 COVERAGE_TOLERANCE = 0.03  # ... and how far from it their coverage may be
-RELIABILITY_BINS = 10  # equal-width bins of [0, 1]
+RELIABILITY_BINS = BINS  # equal-width bins of [0, 1], as the read-out bins served rows
 
 
 def observations(events: Events) -> tuple[np.ndarray, list[Any], list[Any]]:

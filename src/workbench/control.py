@@ -213,12 +213,12 @@ def conclude(eng: sa.Engine, experiment: str, winner: str, *, actor: str, reason
                   reason=reason or f"{winner} wins", expect_version=expect_version)
 
 
-ACTIONS = ("pause", "resume", "ramp", "conclude")
+ADMIN_ACTIONS = ("pause", "resume", "ramp", "conclude")  # of ACTIONS, those an admin asks
 
 
 def act(eng: sa.Engine, experiment: str, action: str, *, actor: str, reason: str = "",
         arm: str | None = None, weight: Any = None, winner: str | None = None) -> State | None:
-    """One of the :data:`ACTIONS` by name (an admin's request), with its arguments."""
+    """One of the :data:`ADMIN_ACTIONS` by name (an admin's request), with its arguments."""
     if action == "pause":
         return pause(eng, experiment, actor=actor, reason=reason)
     if action == "resume":
@@ -227,7 +227,8 @@ def act(eng: sa.Engine, experiment: str, action: str, *, actor: str, reason: str
         return ramp(eng, experiment, arm or "", weight, actor=actor, reason=reason)
     if action == "conclude":
         return conclude(eng, experiment, winner or "", actor=actor, reason=reason)
-    raise InputError(f"unknown action {action!r}", detail={"expected one of": list(ACTIONS)})
+    raise InputError(f"unknown action {action!r}",
+                     detail={"expected one of": list(ADMIN_ACTIONS)})
 
 
 def allocate(eng: sa.Engine, experiment: str, weights: dict[str, float], *,

@@ -20,7 +20,9 @@ from workbench import calibration, store
 
 logger = logging.getLogger("workbench.dashboard")
 
-COLUMNS = ["version", "aliases", "model", "dataset", "rows", "coverage 90%", "90% ± 3%",
+TARGET = f"{calibration.COVERAGE_TARGET:.0%}"
+BAND = f"{TARGET} ± {calibration.COVERAGE_TOLERANCE:.0%}"  # "90% ± 3%"
+COLUMNS = ["version", "aliases", "model", "dataset", "rows", "coverage 90%", BAND,
            "ECE", "accuracy", "note"]
 DIAGRAM_VERSIONS = 6  # the newest classifier versions drawn in the reliability diagram
 
@@ -43,12 +45,16 @@ def scores_of(tag: str) -> dict[str, Any] | str:
         return f"artifact unreadable: {message}"
 
 
-def table(models: list[store.ModelInfo]) -> pd.DataFrame:
+Scores = dict[str, dict[str, Any] | str]  # by tag: held-out scores, or why not (scores_of)
+
+
+def table(models: list[store.ModelInfo], scores: Scores | None = None) -> pd.DataFrame:
     """One row per model version: its held-out rows and calibration, and a note on what
-    is missing."""
+    is missing. ``scores``: each version's :func:`scores_of`, read here if not given."""
+    scores = scores if scores is not None else {m.tag: scores_of(m.tag) for m in models}
     rows = []
     for m in models:
-        s = scores_of(m.tag)
+        s = scores[m.tag]
         row: dict[str, Any] = {"version": m.tag, "aliases": ", ".join(m.aliases),
                                "model": m.model, "dataset": m.metadata.get("dataset", ""),
                                "note": s if isinstance(s, str) else ""}
@@ -56,7 +62,7 @@ def table(models: list[store.ModelInfo]) -> pd.DataFrame:
         row["rows"] = s.get("rows")
         if "coverage_90" in s:
             verdict, chance = calibration.coverage_band(s["coverage_90"], s["rows"])
-            row |= {"coverage 90%": s["coverage_90"], "90% ± 3%": verdict}
+            row |= {"coverage 90%": s["coverage_90"], BAND: verdict}
             if verdict != "within" and chance > calibration.COVERAGE_TOLERANCE:
                 row["note"] = (f"± {chance:.1%} by chance on {s['rows']} rows: too few to "
                                "tell")
@@ -72,17 +78,18 @@ def table(models: list[store.ModelInfo]) -> pd.DataFrame:
             row["note"] = "no held-out rows"
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    text = ["aliases", "dataset", "90% ± 3%", "note"]
+    text = ["aliases", "dataset", BAND, "note"]
     frame[text] = frame[text].fillna("")
     return frame
 
 
-def reliability(models: list[store.ModelInfo]) -> pd.DataFrame:
+def reliability(models: list[store.ModelInfo], scores: Scores | None = None) -> pd.DataFrame:
     """The reliability bins of the newest classifier versions that stored them, with the
     version (and its ECE) as the series name."""
+    scores = scores if scores is not None else {m.tag: scores_of(m.tag) for m in models}
     frames = []
     for m in models:
-        s = scores_of(m.tag)
+        s = scores[m.tag]
         if isinstance(s, dict) and s.get("reliability"):
             frames.append(pd.DataFrame(s["reliability"]).assign(
                 version=f"{m.tag} (ECE {s['ece']:.3f})"))
@@ -103,13 +110,15 @@ def heldout_view(*_: Any) -> pn.viewable.Viewable:
         parts.append(pn.pane.Markdown("No models in the store: `workbench train` one.",
                                       name="heldout-empty"))
         return pn.Column(*parts, sizing_mode="stretch_width")
-    frame = table(models)
+    scores = {m.tag: scores_of(m.tag) for m in models}  # each artifact read once a render
+    frame = table(models, scores)
     notes = frame[frame.note != ""]
     parts += [pn.pane.Markdown(
         "Scored by `workbench train` on the rows it held out. Regression: the share of "
-        "outcomes inside their 90% interval, to be within 90% ± 3%. Classifiers: the "
-        "expected calibration error over 10 bins of P(positive class) for a binary model, "
-        "of the predicted class's probability for several classes.", name="heldout-about",
+        f"outcomes inside their {TARGET} interval, to be within {BAND}. Classifiers: the "
+        f"expected calibration error over {calibration.RELIABILITY_BINS} bins of "
+        "P(positive class) for a binary model, of the predicted class's probability for "
+        "several classes.", name="heldout-about",
         styles={"font-size": "0.85em", "color": "#6c757d"}),
         pn.widgets.Tabulator(frame.drop(columns="note").round(4), name="heldout-versions",
                              disabled=True, show_index=False, sizing_mode="stretch_width")]
@@ -117,7 +126,7 @@ def heldout_view(*_: Any) -> pn.viewable.Viewable:
         parts.append(pn.pane.Markdown("\n".join(f"- `{r.version}`: {r.note}"
                                                 for r in notes.itertuples()),
                                       name="heldout-notes"))
-    rel = reliability(models)
+    rel = reliability(models, scores)
     if len(rel):
         diag = pd.DataFrame({"predicted": [0.0, 1.0], "observed": [0.0, 1.0]})
         style = {"x": "predicted", "y": "observed", "by": "version"}

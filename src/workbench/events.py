@@ -179,9 +179,12 @@ def prediction_row(*, request_id: str, experiment: str, arm: str, model_tag: str
 INPUTS = ("raw", "hash", "none")  # what a prediction's row logs of its inputs
 
 
-def logged_inputs(rows: list[Any], mode: str) -> Any:
-    """What ``mode`` (:data:`INPUTS`) logs of a request's input rows: the rows, their
-    SHA-256, or nothing."""
+def logged_inputs(rows: Any, mode: str) -> Any:
+    """What ``mode`` (:data:`INPUTS`) logs of a request's input rows (lists, or an array):
+    the rows, their SHA-256, or nothing."""
+    if mode == "none":
+        return None
+    rows = rows.tolist() if isinstance(rows, np.ndarray) else rows
     if mode == "raw":
         return rows
     if mode == "hash":

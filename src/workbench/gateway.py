@@ -80,16 +80,13 @@ class Gateway:
         SHA-256 of them, for privacy: equal inputs stay recognisable) or ``none``.
     analysis_ttl
         How long ``GET /analysis`` reuses a read-out (0: never).
-    arrays
-        ``predict`` takes the checked rows as a float32 array (the arms' models in this
-        process): they are not turned back into lists and checked again.
     """
 
     def __init__(self, config: ExperimentConfig, models: Mapping[str, ArmModel],
                  predict: PredictCall, *, engine: Any, writer: EventWriter,
                  max_rows: int = 1024, poll_seconds: float = 1.0,
                  feedback_grace: float = 5.0, inputs: str = "raw",
-                 analysis_ttl: float = 2.0, arrays: bool = False) -> None:
+                 analysis_ttl: float = 2.0) -> None:
         logs.log_to_stderr()
         self.config = config
         self.engine = engine
@@ -101,7 +98,6 @@ class Gateway:
                               detail={"expected one of": list(events.INPUTS)})
         self.inputs = inputs
         self.analysis_ttl = analysis_ttl
-        self.arrays = arrays
         self.arms = ArmClient(config, models, predict)
         self.models = self.arms.models
         self.counters = {"requests": 0, "feedback": 0, "feedback_duplicates": 0,
@@ -127,13 +123,13 @@ class Gateway:
         unit = check_unit(unit, self.config.unit)
         attributes = check_attributes(attributes)
         arm, status = self.live.route(unit)
-        if entities is None:
-            X = validate_rows(instances, self.models[arm].features, max_rows=self.max_rows)
-            rows = X.tolist()
-            payload = {"instances": X if self.arrays else rows}
+        if entities is None:  # checked once: an array the Predictor takes as it is
+            rows = validate_rows(instances, self.models[arm].features, max_rows=self.max_rows)
+            payload = {"instances": rows}
         else:
             rows = check_entities(entities, instances, max_rows=self.max_rows)
             payload = {"entities": rows}
+        logged = events.logged_inputs(rows, self.inputs)  # once, for the shadow's row too
         if feature_service is not None:  # the arm's Predictor refuses another service
             payload["feature_service"] = feature_service
         payload |= {"interval_mass": check_interval_mass(interval_mass),
@@ -148,12 +144,12 @@ class Gateway:
         metrics.REQUESTS.labels(self.config.name, arm, served.status).inc()
         await self.writer.submit("predictions", self._row(
             request_id, None, unit, served.arm, served.body, served.status,
-            served.fallback_from, rows, (time.perf_counter() - started) * 1000.0,
+            served.fallback_from, logged, (time.perf_counter() - started) * 1000.0,
             attributes))
         if status == "ok":  # a shadow's row is logged if there is room; nobody waits on it
             self.arms.mirror(payload, lambda model, body, ms: self.writer.offer(
                 "predictions", self._row(f"{request_id}-shadow", request_id, unit, model,
-                                         body, "shadow", None, rows, ms, attributes)))
+                                         body, "shadow", None, logged, ms, attributes)))
         out = {"request_id": request_id, "experiment": self.config.name,
                "arm": served.arm.arm}
         if served.fallback_from:
@@ -162,13 +158,13 @@ class Gateway:
 
     def _row(self, request_id: str, parent_id: str | None, unit: str, model: ArmModel,
              body: dict[str, Any], status: str, fallback_from: str | None,
-             rows: list[Any], latency_ms: float,
+             logged: Any, latency_ms: float,
              attributes: dict[str, str] | None) -> dict[str, Any]:
         return events.prediction_row(
             request_id=request_id, parent_id=parent_id, experiment=self.config.name,
             arm=model.arm, model_tag=body["model"], unit=unit, records=body["predictions"],
             status=status, fallback_from=fallback_from, latency_ms=latency_ms,
-            instances=events.logged_inputs(rows, self.inputs), attributes=attributes)
+            instances=logged, attributes=attributes)
 
     async def drain(self) -> None:
         """Wait for mirrored shadow calls still in flight (before a shutdown)."""
@@ -188,8 +184,8 @@ class Gateway:
         rows = validate_rows(instances, arm.features, max_rows=1_000_000)
         predictions: list[dict[str, Any]] = []
         for start in range(0, len(rows), chunk):
-            body = await self.arms.call(model=arm.ref, instances=rows[start:start + chunk]
-                                        .tolist(), interval_mass=DEFAULT_MASS, draws=0)
+            body = await self.arms.call(model=arm.ref, instances=rows[start:start + chunk],
+                                        interval_mass=DEFAULT_MASS, draws=0)
             predictions.extend(body["predictions"])
         return {"model": arm.tag, "rows": len(rows), "predictions": predictions}
 

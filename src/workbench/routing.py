@@ -40,21 +40,29 @@ class LiveState:
         self.config = config
         self.poll_seconds = poll_seconds
         self.state = control.ensure(engine, config)
-        self._routing: tuple[Any, dict[str, float], str] = (None, {}, "ok")
         self.read_at = time.time()
         self.failures = 0
         self._failing = False
 
+    @property
+    def state(self) -> control.State:
+        """The state last read."""
+        return self._routing[0]
+
+    @state.setter
+    def state(self, state: control.State) -> None:
+        """Keep ``state`` with the weights it routes by, in arm order, and the status its
+        events are logged with: worked out once per read, not per request (one tuple, so a
+        request never sees a state with another's weights)."""
+        weights, status = state.routing(self.config.control_arm.name)
+        ordered = {a.name: float(weights.get(a.name, 0.0)) for a in self.config.arms}
+        if sum(ordered.values()) <= 0:  # cannot happen through control; never divide by 0
+            ordered = {self.config.control_arm.name: 1.0}
+        self._routing = (state, ordered, status)
+
     def route(self, unit: str) -> tuple[str, str]:
         """The arm ``unit`` gets now, and the status its event is logged with."""
-        state, ordered, status = self._routing
-        if state is not self.state:  # the weights in arm order, once per state read
-            state = self.state
-            weights, status = state.routing(self.config.control_arm.name)
-            ordered = {a.name: float(weights.get(a.name, 0.0)) for a in self.config.arms}
-            if sum(ordered.values()) <= 0:  # cannot happen through control; never divide by 0
-                ordered = {self.config.control_arm.name: 1.0}
-            self._routing = (state, ordered, status)
+        _, ordered, status = self._routing
         return assignment.assign(self.config.name, unit, ordered, self.config.salt), status
 
     def refresh(self) -> bool:

@@ -30,7 +30,7 @@ import numpy as np
 
 from workbench.errors import InputError
 from workbench.feedback import check_request_id
-from workbench.units import EXPECTED_ATTRIBUTES, MAX_UNIT, check_attributes
+from workbench.units import EXPECTED_ATTRIBUTES, check_attributes, check_unit
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,7 @@ def prepare(event: Event, stream: str, scorer: Any, experiment: Any = None) -> J
     if isinstance(instances, dict) or (isinstance(instances, list) and instances and
                                        not isinstance(instances[0], list | dict)):
         instances = [instances]  # one row
-    unit = fields.get("unit")
-    if unit is not None and (not 0 < len(unit) <= MAX_UNIT or "\x00" in unit):
-        raise InputError(f"unit must be 1 to {MAX_UNIT} characters, no NUL")
+    unit = check_unit(fields["unit"]) if "unit" in fields else None
     attributes = None
     if experiment is not None and "attributes" in fields:  # the unit's, logged (segments)
         try:
