@@ -629,9 +629,9 @@ req/s; gateway 1188 against 1118, with the next two fixes).
   (`predictor_service.signatures`), ~10 µs a request. The floor, a plain BentoML service,
   does not.
 - With its arms in process, the gateway handed the Predictor its checked rows as lists,
-  which it converted and checked again; it now passes the float32 array
-  (`Gateway(arrays=True)`), and routes by weights computed once per state read, not per
-  request.
+  which it converted and checked again; it now passes the float32 array (over HTTP,
+  `arms.over_http` turns it into lists), and routes by weights computed once per state
+  read, not per request.
 
 **Found by this benchmark and fixed**: at 64 clients the gateway logged dozens of
 retried Predictor calls ("Connector is closed") and one request whose answer never came,
