@@ -1,5 +1,5 @@
-"""What every ``workbench`` command shares: the console, and the workbench's own errors as
-one clear line with exit status 2."""
+"""What every ``workbench`` command shares: the console, the workbench's own errors as
+one clear line with exit status 2, and the event store's ``--db`` option."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from functools import wraps
 from typing import Any
 
 import click
+
+DB = click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or "
+                                         "SQLite under $WORKBENCH_HOME).")
 
 
 def console(stderr: bool = False) -> Any:
@@ -33,6 +36,11 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
 
     return wrapper
+
+
+def run(fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` now, the workbench's errors turned into one line (:func:`friendly`)."""
+    return friendly(fn)()
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:

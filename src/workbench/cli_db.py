@@ -18,19 +18,12 @@ from typing import Any
 
 import click
 
-DB = click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or "
-                                         "SQLite under $WORKBENCH_HOME).")
+from workbench.cli_common import DB, run
 
 
 @click.group()
 def db() -> None:
     """The event store's schema: upgrade it, show its revision, list the revisions."""
-
-
-def _run(fn: Any) -> Any:
-    from workbench.cli_common import friendly as _friendly
-
-    return _friendly(fn)()
 
 
 def _engine(db_url: str | None) -> Any:
@@ -70,7 +63,7 @@ def upgrade(db_url: str | None) -> None:
             click.echo(f"upgraded the event store at {_where(eng)} from "
                        f"{start or 'nothing (empty)'} to revision {done.after} (head)")
         eng.dispose()
-    _run(go)
+    run(go)
 
 
 @db.command("current")
@@ -95,7 +88,7 @@ def current(db_url: str | None) -> None:
         else:
             click.echo(f"{found} (unknown to this workbench, whose newest is {head}: "
                        "a newer workbench migrated it)")
-    _run(go)
+    run(go)
 
 
 @db.command("history")

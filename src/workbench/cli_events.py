@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 
-DB = click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or "
-                                         "SQLite under $WORKBENCH_HOME).")
+from workbench.cli_common import DB, run
+
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
@@ -77,7 +77,7 @@ def prune(older_than: str, experiment: str | None, no_aggregate: bool, db_url: s
         for name, n in todo.items():
             if n:
                 _prune_one(eng, name, cutoff, n, aggregate=not no_aggregate)
-    _run(go)
+    run(go)
 
 
 def _prune_one(eng: Any, name: str, cutoff: float, n: int, *, aggregate: bool) -> None:
@@ -94,9 +94,3 @@ def _prune_one(eng: Any, name: str, cutoff: float, n: int, *, aggregate: bool) -
     kept = "folded into its aggregate" if aggregate else "not folded (forgotten)"
     click.echo(f"{name}: pruned {out['predictions']} prediction(s) and {out['outcomes']} "
                f"outcome(s) before {_when(cutoff)}, {kept}")
-
-
-def _run(fn: Any) -> Any:
-    from workbench.cli_common import friendly as _friendly
-
-    return _friendly(fn)()

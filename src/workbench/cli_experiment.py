@@ -24,8 +24,8 @@ from typing import Any
 
 import click
 
-DB = click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or "
-                                         "SQLite under $WORKBENCH_HOME).")
+from workbench.cli_common import DB, run
+
 REASON = click.option("--reason", default="", help="Why (kept in the audit trail).")
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -33,12 +33,6 @@ AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.group()
 def experiment() -> None:
     """Pause, resume, ramp or conclude a live experiment; see its state and audit trail."""
-
-
-def _run(fn: Any) -> Any:
-    from workbench.cli_common import friendly as _friendly
-
-    return _friendly(fn)()
 
 
 def _engine(db_url: str | None) -> Any:
@@ -102,37 +96,30 @@ def status(name: str | None, db_url: str | None, as_json: bool) -> None:
         print_state(state.to_dict())
         print_readout(result)
         print_audit(rows)
-    _run(go)
+    run(go)
 
 
-@experiment.command("pause")
-@click.argument("name", required=False)
-@REASON
-@DB
-@AS_JSON
-def pause(name: str | None, reason: str, db_url: str | None, as_json: bool) -> None:
-    """Send everyone to control until resumed (prints the new state version last)."""
-    from workbench import control
+def _switch(action: str, help_text: str) -> Any:
+    """``pause`` or ``resume``: an admin action with a reason and nothing else."""
+    @experiment.command(action, help=help_text)
+    @click.argument("name", required=False)
+    @REASON
+    @DB
+    @AS_JSON
+    def command(name: str | None, reason: str, db_url: str | None, as_json: bool) -> None:
+        from workbench import control
 
-    def go() -> None:
-        eng = _engine(db_url)
-        _done(control.pause(eng, _name(eng, name), actor=_actor(), reason=reason), as_json)
-    _run(go)
+        def go() -> None:
+            eng = _engine(db_url)
+            _done(control.act(eng, _name(eng, name), action, actor=_actor(), reason=reason),
+                  as_json)
+        run(go)
+    return command
 
 
-@experiment.command("resume")
-@click.argument("name", required=False)
-@REASON
-@DB
-@AS_JSON
-def resume(name: str | None, reason: str, db_url: str | None, as_json: bool) -> None:
-    """Assign by the live weights again."""
-    from workbench import control
-
-    def go() -> None:
-        eng = _engine(db_url)
-        _done(control.resume(eng, _name(eng, name), actor=_actor(), reason=reason), as_json)
-    _run(go)
+pause = _switch("pause", "Send everyone to control until resumed (prints the new state "
+                         "version last).")
+resume = _switch("resume", "Assign by the live weights again.")
 
 
 @experiment.command("ramp")
@@ -157,7 +144,7 @@ def ramp(args: tuple[str, ...], reason: str, db_url: str | None, as_json: bool) 
         eng = _engine(db_url)
         _done(control.ramp(eng, _name(eng, name[0] if name else None), arm, share,
                            actor=_actor(), reason=reason), as_json)
-    _run(go)
+    run(go)
 
 
 @experiment.command("conclude")
@@ -186,7 +173,7 @@ def conclude(name: str | None, winner: str | None, reason: str, db_url: str | No
         state = control.conclude(eng, name_, chosen, actor=_actor(),
                                  reason=reason or f"{chosen} wins")
         _done(state, as_json)
-    _run(go)
+    run(go)
 
 
 @experiment.command("check")
@@ -201,7 +188,7 @@ def check(name: str | None, db_url: str | None) -> None:
         actions = guardrails.check(eng, readout.config_of(eng, _name(eng, name)))
         click.echo("\n".join(actions) if actions else "no action: every guardrail holds "
                    "and the auto-conclude rule (if enabled) is not met")
-    _run(go)
+    run(go)
 
 
 @experiment.command("audit")
@@ -220,4 +207,4 @@ def audit(name: str | None, limit: int, db_url: str | None, as_json: bool) -> No
             click.echo(json.dumps(rows, default=str))
         else:
             print_audit(rows)
-    _run(go)
+    run(go)

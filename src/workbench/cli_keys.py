@@ -19,21 +19,13 @@ from typing import Any
 
 import click
 
+from workbench.cli_common import DB, run
 from workbench.keys import SCOPES
-
-DB = click.option("--db", "db_url", help="Event store URL (default: $WORKBENCH_DB_URL or "
-                                         "SQLite under $WORKBENCH_HOME).")
 
 
 @click.group()
 def keys() -> None:
     """Create, list and revoke API keys (scopes: predict, feedback, batch, admin)."""
-
-
-def _run(fn: Any) -> Any:
-    from workbench.cli_common import friendly as _friendly
-
-    return _friendly(fn)()
 
 
 def _engine(db_url: str | None) -> Any:
@@ -66,7 +58,7 @@ def create(name: str, scopes: tuple[str, ...], rate_limit: str | None,
         click.echo("It is shown once, below; only its hash is kept. Send it as "
                    "'Authorization: Bearer KEY' or 'X-API-Key: KEY'.")
         click.echo(key)
-    _run(go)
+    run(go)
 
 
 @keys.command("list")
@@ -90,7 +82,7 @@ def list_(db_url: str | None, as_json: bool) -> None:
             click.echo(f"{r['name']:24} {r['key_id']:12} {','.join(r['scopes']):32} "
                        f"{r['rate_limit'] or '-':14} {_when(r['created']):19} "
                        f"{_when(r['revoked'])}")
-    _run(go)
+    run(go)
 
 
 @keys.command("revoke")
@@ -105,4 +97,4 @@ def revoke(name: str, db_url: str | None) -> None:
         cache = _keys.KeyCache(None).ttl
         click.echo(f"revoked API key {name!r} at {_when(row['revoked'])}; every service "
                    f"refuses it within {cache:g} s")
-    _run(go)
+    run(go)
