@@ -26,9 +26,6 @@ aggregate, which every read-out adds (``pruned`` in the read-out says up to when
 
 from __future__ import annotations
 
-import copy
-import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -36,6 +33,7 @@ import numpy as np
 from workbench import aggregates, control, event_reads, events, experiments, folding
 from workbench.config import ExperimentConfig, parse
 from workbench.errors import ConfigError
+from workbench.polled import Polled
 from workbench.settings import load
 
 COUNTED = aggregates.COUNTED
@@ -113,9 +111,7 @@ def read_out(eng: Any, experiment: str, *, config: ExperimentConfig | None = Non
 
 # -- a short-lived cache for callers that poll --------------------------------------------------
 
-_CACHE: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
-_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
-_GUARD = threading.Lock()
+_POLLED = Polled()  # one read-out per database, experiment and config per ttl
 
 
 def ttl_seconds() -> float:
@@ -134,12 +130,5 @@ def cached(eng: Any, experiment: str, *, config: ExperimentConfig | None = None,
     ttl = ttl_seconds() if ttl is None else ttl
     if ttl <= 0:
         return read_out(eng, experiment, config=config).to_dict()
-    key = (str(eng.url), experiment, repr(config))
-    with _GUARD:
-        lock = _LOCKS.setdefault(key, threading.Lock())
-    with lock:
-        hit = _CACHE.get(key)
-        if hit is None or time.monotonic() - hit[0] >= ttl:
-            hit = (time.monotonic(), read_out(eng, experiment, config=config).to_dict())
-            _CACHE[key] = hit
-        return copy.deepcopy(hit[1])
+    return _POLLED.get((str(eng.url), experiment, repr(config)), ttl,
+                       lambda: read_out(eng, experiment, config=config).to_dict())

@@ -15,10 +15,7 @@ serves pollers one computation per ``ttl`` seconds, off the event loop.
 
 from __future__ import annotations
 
-import copy
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +24,7 @@ from workbench import control, event_reads, segments
 from workbench.aggregates import Fold
 from workbench.config import ExperimentConfig
 from workbench.errors import Conflict
+from workbench.polled import Polled
 
 TTL = 30.0  # seconds a cached segment read-out is served (a fit takes seconds)
 SHOWN = 100  # the largest segments read out; the rest count as other
@@ -34,9 +32,7 @@ MIN_PAD = 4
 
 _FIT: segments.Fit | None = None
 _FIT_LOCK = threading.Lock()
-_CACHE: dict[tuple[str, str, str], tuple[float, Any, dict[str, Any]]] = {}  # (when, counts, out)
-_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
-_LOCK = threading.Lock()
+_POLLED = Polled(stale_while_busy=True)  # a fit takes seconds: pollers get the last one
 
 
 def table(fold: Fold, config: ExperimentConfig) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -107,8 +103,8 @@ def read_out(eng: Any, config: ExperimentConfig, *, seed: int = 0) -> dict[str, 
 def cached(eng: Any, config: ExperimentConfig, *, ttl: float = TTL) -> dict[str, Any]:
     """:func:`read_out`, computed at most once per ``ttl`` seconds per database and config
     (``GET /analysis/segments``)."""
-    return _memo((str(eng.url), config.name, repr(config)), None, ttl,
-                 lambda: read_out(eng, config))
+    return _POLLED.get((str(eng.url), config.name, repr(config)), ttl,
+                       lambda: read_out(eng, config))
 
 
 def latest(fold: Fold, config: ExperimentConfig, *, source: str = "",
@@ -117,34 +113,8 @@ def latest(fold: Fold, config: ExperimentConfig, *, source: str = "",
     segment counts changed and the last fit is older than ``ttl`` seconds (the dashboard
     folds on every refresh)."""
     counts = fold.segments.to_json() | {"binary": fold.binary}
-    return _memo((f"fold {source}", config.name, repr(config)), counts, ttl,
-                 lambda: from_fold(fold, config))
-
-
-def _memo(key: tuple[str, str, str], counts: Any, ttl: float,
-          compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """One computation at a time per key; while one is in flight, other callers get the
-    previous answer (if any) instead of waiting for the fit. A fresh answer is reused for
-    ``ttl`` seconds (or, given ``counts``, while they are unchanged)."""
-    def due(hit: tuple[float, Any, dict[str, Any]] | None) -> bool:
-        return hit is None or ((counts is None or hit[1] != counts) and
-                               time.monotonic() - hit[0] >= ttl)
-
-    with _LOCK:
-        lock = _LOCKS.setdefault(key, threading.Lock())
-        hit = _CACHE.get(key)
-    if not due(hit) or (hit is not None and not lock.acquire(blocking=False)):
-        return copy.deepcopy(hit[2])  # fresh, or another thread is refitting
-    if hit is None:
-        lock.acquire()
-    try:
-        hit = _CACHE.get(key)
-        if due(hit):
-            hit = (time.monotonic(), counts, compute())
-            _CACHE[key] = hit
-        return copy.deepcopy(hit[2])
-    finally:
-        lock.release()
+    return _POLLED.get((f"fold {source}", config.name, repr(config)), ttl,
+                       lambda: from_fold(fold, config), counts=counts)
 
 
 def _sampler() -> segments.Fit:
