@@ -19,7 +19,18 @@ from bentoml.validators import ContentType
 from pydantic import Field
 
 with bentoml.importing():
-    from workbench import access, follow, predictor_http, serving, settings, store
+    from workbench import (
+        access,
+        bentoml_fixes,
+        follow,
+        gc_tuning,
+        predictor_http,
+        serving,
+        settings,
+        store,
+    )
+
+bentoml_fixes.apply()  # before BentoML builds the app: its timeout middleware, mended
 
 SETTINGS = settings.load()  # every WORKBENCH_* setting, read once (README "Settings")
 ARGS = bentoml.use_arguments()
@@ -87,7 +98,7 @@ def model_server(owner: Any, bento: Any) -> serving.ModelServer:
     if follow.wanted(getattr(ARGS, "follow", None), built=bento is not None or REMOTE,
                      default=not EMBEDDED, settings=SETTINGS):
         follow.AliasFollower(server, refs=follow.followed(SPEC), settings=SETTINGS).start()
-    server.warmup_in_background()
+    server.warmup_in_background(then=gc_tuning.freeze_startup)
     return server
 
 
