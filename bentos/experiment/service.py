@@ -28,6 +28,7 @@ with bentoml.importing():
         events,
         gateway,
         gateway_http,
+        gc_tuning,
         serving,
         settings,
         store,
@@ -76,6 +77,8 @@ class Experiment:
             max_rows=SETTINGS.max_rows, poll_seconds=SETTINGS.state_poll_seconds,
             feedback_grace=SETTINGS.feedback_grace_seconds, inputs=SETTINGS.event_inputs,
             analysis_ttl=SETTINGS.analysis_ttl_seconds)
+        if not IN_PROCESS:  # in process, the models' warm-up does it once they compiled
+            gc_tuning.freeze_startup()
 
     def __is_ready__(self) -> bool:
         """Not ready until the arms' models compiled (in process; a Predictor's readiness is

@@ -150,8 +150,10 @@ class ModelServer:
 
     # -- startup ---------------------------------------------------------------------------
 
-    def warmup(self) -> None:
-        """Compile every bucket of every model, then mark ready and log the time."""
+    def warmup(self, *, then: Callable[[], object] | None = None) -> None:
+        """Compile every bucket of every model, call ``then`` (a serving process freezes
+        what startup built out of garbage collection: :mod:`workbench.gc_tuning`), then
+        mark ready and log the time."""
         self._load_pending()
         started = time.perf_counter()
         try:
@@ -170,6 +172,8 @@ class ModelServer:
         self.warmup_seconds = time.perf_counter() - started
         for served in self.models.values():  # a real answer for /metadata's sample output
             served.sample_output = sample_output(served)
+        if then is not None:
+            then()
         self.ready_seconds = seconds_since_process_start()
         self.ready = True
         logger.info("workbench: %d model(s) ready (%s), %d buckets compiled in %.1fs; "
@@ -178,8 +182,10 @@ class ModelServer:
                                                   .predictor.buckets),
                     self.warmup_seconds, self.ready_seconds)
 
-    def warmup_in_background(self) -> threading.Thread:
-        thread = threading.Thread(target=self.warmup, name="workbench-warmup", daemon=True)
+    def warmup_in_background(self, *, then: Callable[[], object] | None = None
+                             ) -> threading.Thread:
+        thread = threading.Thread(target=self.warmup, kwargs={"then": then},
+                                  name="workbench-warmup", daemon=True)
         thread.start()
         return thread
 
