@@ -119,10 +119,13 @@ class Sink:
         return self._count(rows, "spooled")
 
     def _count(self, rows: list[Row], outcome: str) -> list[str]:
+        per_table: dict[str, int] = {}
         for table, _ in rows:
-            metrics.EVENTS.labels(table=table, outcome=outcome).inc()
+            per_table[table] = per_table.get(table, 0) + 1
+        for table, n in per_table.items():  # once per table and batch, not per row
+            metrics.EVENTS.labels(table=table, outcome=outcome).inc(n)
             if outcome == "written":
-                self.written[table] = self.written.get(table, 0) + 1
+                self.written[table] = self.written.get(table, 0) + n
         self.counts[outcome] += len(rows)
         return [outcome] * len(rows)
 

@@ -28,7 +28,6 @@ Every outcome is counted in :mod:`workbench.metrics` and in :meth:`EventWriter.h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
@@ -39,6 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workbench import metrics
+from workbench.acks import Acks, Expired
 from workbench.errors import InputError, Unavailable
 from workbench.events import BRIEF, log_enabled
 from workbench.schema import check_fits
@@ -98,10 +98,11 @@ class EventWriter:
         self.enabled = log_enabled() if enabled is None else enabled
         self.engine = eng
         self.ack, self.ack_timeout, self.queue_wait = ack, ack_timeout, queue_wait
+        self._acks = Acks(ack_timeout)
         self.retry_seconds, self.down_after = retry_seconds, down_after
         self.capacity, self.max_batch, self.flush_every = capacity, max_batch, flush_every
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
-        self._pending: dict[str, dict[str, Any]] = {}  # request id -> brief, until in the db
+        self._pending: dict[str, dict[str, Any]] = {}  # request id -> row, until in the db
         self._lock = threading.Lock()
         self.counts = {"dropped": 0, "backpressure": 0, "restarts": 0}
         self._inflight: list[_Item] = []
@@ -150,7 +151,7 @@ class EventWriter:
         check_fits(table, row)
         if self._closed:
             raise Unavailable("the service is shutting down", detail={"expected": "retry"})
-        future = asyncio.get_running_loop().create_future() if self.ack == "durable" else None
+        future = self._acks.expect() if self.ack == "durable" else None
         item = _Item(table, row, future)
         self._remember(table, row)
         try:
@@ -161,14 +162,15 @@ class EventWriter:
             except queue.Full:
                 self._forget([(table, row)])
                 self._count("backpressure")
+                if future is not None and not future.cancel():
+                    future.exception()  # expired meanwhile: retrieved, or asyncio warns
                 raise Unavailable("the event log is overloaded", detail={
                     "queued": self._queue.qsize(), "expected": "retry shortly"}) from None
         if future is None:
             return
-        try:  # a timeout cancels only this wait: the event is still written
-            async with asyncio.timeout(self.ack_timeout):
-                await future
-        except TimeoutError:
+        try:  # expiry fails only this wait: the event is still written
+            await future
+        except Expired:
             self._count("backpressure")
             raise Unavailable("the event could not be made durable in time", detail={
                 "timeout_seconds": self.ack_timeout, "expected": "retry shortly"}) from None
@@ -195,12 +197,13 @@ class EventWriter:
         """What :func:`events.prediction_of` will say of a prediction not yet in the
         database (queued, or spooled by this process)."""
         with self._lock:
-            return self._pending.get(request_id)
+            row = self._pending.get(request_id)
+        return None if row is None else {k: row.get(k) for k in BRIEF}
 
     def _remember(self, table: str, row: dict[str, Any]) -> None:
         if table == "predictions":
             with self._lock:
-                self._pending[row["request_id"]] = {k: row.get(k) for k in BRIEF}
+                self._pending[row["request_id"]] = row
 
     def _forget(self, rows: list[Row]) -> None:
         with self._lock:
@@ -266,13 +269,8 @@ class EventWriter:
         self._inflight = []
         self._forget([(i.table, i.row) for i, outcome in zip(batch, outcomes, strict=True)
                       if outcome in ("written", "dead", "refused")])  # spooled: pending
-        waiting: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[str], str]]] = {}
-        for item, outcome in zip(batch, outcomes, strict=True):
-            if item.future is not None:
-                waiting.setdefault(item.future.get_loop(), []).append((item.future, outcome))
-        for loop, settled in waiting.items():  # one wake-up per loop and batch
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_settle, settled)
+        Acks.settle([(item.future, outcome) for item, outcome in zip(batch, outcomes, strict=True)
+                     if item.future is not None], _refused)
         metrics.EVENT_QUEUE.set(self._queue.qsize())
 
     def _count(self, what: str) -> None:
@@ -335,14 +333,6 @@ class EventWriter:
                     "the next start" if waiting else "")
 
 
-def _settle(settled: list[tuple[asyncio.Future[str], str]]) -> None:
-    """Answer the requests waiting on a written batch (in their event loop)."""
-    for future, outcome in settled:
-        if future.done():  # the request timed out or went away
-            continue
-        if outcome == "refused":
-            future.set_exception(Unavailable(
-                "the event store is unreachable and the local spool cannot take the event",
-                detail={"expected": "retry later"}))
-        else:
-            future.set_result(outcome)
+def _refused() -> Unavailable:
+    return Unavailable("the event store is unreachable and the local spool cannot take the "
+                       "event", detail={"expected": "retry later"})
