@@ -40,16 +40,15 @@ class Acks:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         waiting = self._waiting.get(loop)
-        if waiting is None:
+        if waiting is None:  # nobody waited in this loop: sweep from now on
             waiting = self._waiting[loop] = deque()
-        if not waiting:  # the first waiter since the last sweep found none: sweep again
             loop.call_later(self.every, self._sweep, loop)
         waiting.append((loop.time() + self.timeout, future))
         return future
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         """Expire the futures past their deadline (they come in deadline order); sweep
-        again while any wait."""
+        again while any wait, else forget the loop."""
         waiting, now = self._waiting[loop], loop.time()
         while waiting and (waiting[0][1].done() or waiting[0][0] <= now):
             _, future = waiting.popleft()
@@ -57,6 +56,8 @@ class Acks:
                 future.set_exception(Expired())
         if waiting:
             loop.call_later(self.every, self._sweep, loop)
+        else:
+            del self._waiting[loop]
 
     @staticmethod
     def settle(outcomes: list[tuple[asyncio.Future[str], str]],
