@@ -6,6 +6,7 @@ processes sharing 10,000 events while one is killed midway, losing none."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -325,3 +326,24 @@ def test_two_consumers_one_killed_midway_every_event_scored_exactly_once(model, 
     print(f"\nstream: 10,000 events, 2 consumers, 1 killed holding {len(held)} "
           f"({already} already written): event-to-result latency p50 {p50:.0f} ms, "
           f"p99 {p99:.0f} ms; survivor {summary}")
+
+
+@pytest.mark.parametrize("inputs", ["raw", "hash", "none"])
+def test_a_stream_logs_what_the_inputs_setting_says_as_the_gateway_does(inputs, tmp_path):
+    eng = events.engine(f"sqlite:///{tmp_path / 'events.db'}")
+    cfg = config.parse({"name": "privacy", "arms": [{"name": "a", "model": "m"},
+                                                     {"name": "b", "model": "m"}]})
+    tags = {"a": "m:1", "b": "m:1"}
+    experiment = StreamExperiment(eng, cfg, tags, inputs=inputs)
+    X = np.asarray([[0.5, 0.1, -1.0]], np.float32)
+    try:
+        row = experiment.row(request_id="r1", unit="u", arm="a", tag="m:1", records=[{}],
+                             status="ok", latency_ms=1.0, instances=X)
+    finally:
+        experiment.close()
+        eng.dispose()
+    expected = {"raw": X.tolist(), "none": None, "hash": {"sha256": hashlib.sha256(
+        json.dumps(X.tolist()).encode()).hexdigest()}}  # the gateway's, for equal inputs
+    assert row["instances"] == expected[inputs]
+    with pytest.raises(ConfigError, match="invalid event inputs"):
+        StreamExperiment(eng, cfg, tags, inputs="everything")

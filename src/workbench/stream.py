@@ -248,7 +248,7 @@ async def _handle(events: list[Event], source: Source, sink: Sink, scorer: Score
         ms = (time.perf_counter() - started) * 1000.0
         await experiment.log([experiment.row(
             request_id=j.request_id, unit=j.unit or "", arm=j.arm, tag=j.tag, records=r,
-            status=j.status, latency_ms=ms, instances=j.X.tolist(), attributes=j.attributes)
+            status=j.status, latency_ms=ms, instances=j.X, attributes=j.attributes)
             for j, r in done])
     out += [result(j, r, source.name, mass, consumer, experiment) for j, r in done]
     written = await asyncio.to_thread(sink.write, out)

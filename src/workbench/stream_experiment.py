@@ -23,6 +23,7 @@ from workbench import events
 from workbench.config import ExperimentConfig
 from workbench.errors import ConfigError
 from workbench.routing import LiveState
+from workbench.settings import load
 from workbench.writer import EventWriter
 
 
@@ -41,14 +42,22 @@ class StreamExperiment:
         The event writer (default: one with durable acknowledgements).
     poll_seconds
         How often the live state is read again.
+    inputs
+        What a row logs of its event's input rows, as the gateway's ``inputs``: ``raw``,
+        ``hash`` or ``none`` (default: ``WORKBENCH_EVENT_INPUTS``).
     """
 
     def __init__(self, engine: Any, config: ExperimentConfig, tags: Mapping[str, str], *,
-                 writer: EventWriter | None = None, poll_seconds: float = 1.0) -> None:
+                 writer: EventWriter | None = None, poll_seconds: float = 1.0,
+                 inputs: str | None = None) -> None:
         missing = [a.name for a in config.arms if a.name not in tags]
         if missing:
             raise ConfigError(f"no model for arms {missing}",
                               detail={"expected": [a.name for a in config.arms]})
+        self.inputs = load().event_inputs if inputs is None else inputs
+        if self.inputs not in events.INPUTS:
+            raise ConfigError(f"invalid event inputs setting {self.inputs!r}",
+                              detail={"expected one of": list(events.INPUTS)})
         self.engine = engine
         self.config = config
         self.tags = dict(tags)
@@ -89,13 +98,13 @@ class StreamExperiment:
 
     def row(self, *, request_id: str, unit: str, arm: str | None, tag: str,
             records: list[dict[str, Any]], status: str | None, latency_ms: float,
-            instances: list[Any], attributes: dict[str, str] | None = None
-            ) -> dict[str, Any]:
-        """The ``predictions`` row of one scored event, shaped as the gateway's."""
+            instances: Any, attributes: dict[str, str] | None = None) -> dict[str, Any]:
+        """The ``predictions`` row of one scored event, shaped as the gateway's, with what
+        :attr:`inputs` says to keep of its input rows (lists, or an array)."""
         return events.prediction_row(
             request_id=request_id, experiment=self.config.name, arm=arm or "", model_tag=tag,
             unit=unit, records=records, status=status or "ok", latency_ms=latency_ms,
-            instances=instances, attributes=attributes)
+            instances=events.logged_inputs(instances, self.inputs), attributes=attributes)
 
     async def log(self, rows: list[dict[str, Any]]) -> None:
         """Make ``rows`` durable (all of them, or :class:`~workbench.errors.Unavailable`)."""
