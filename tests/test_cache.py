@@ -199,6 +199,7 @@ def test_configuration_from_the_environment(monkeypatch):
     described = server.cache.describe()
     assert described["rows"] == 5000 and described["seconds"] == 60.0
     assert described["redis"] == "redis://cache:6379" and "secret" not in str(described)
+    assert server.metadata()["cache"] == described  # what GET /metadata says
     assert ModelServer({"m:1": "m:1"}, load=lambda t: make_posterior("binary"),
                        cache=7).cache.rows == 7  # an argument wins over the environment
     for name, value, expected in (

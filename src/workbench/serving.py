@@ -340,6 +340,7 @@ class ModelServer:
             "startup": {"ready_seconds_since_process_start": self.ready_seconds,
                         "warmup_seconds": self.warmup_seconds, "error": self.error},
             "follow": self.following(),
+            "cache": self.cache.describe(),
             "device": lead.predictor.device,
             "build": build_info() | {"bento": self.bento or "served from source"},
         }
