@@ -708,12 +708,14 @@ WHY = {
     "2 shared cores). Compare *gateway (log off)* and *gateway (async acks)* in the table: "
     "they sit at the Predictor's p50. `WORKBENCH_EVENT_ACK=async` trades that wait for a "
     "window in which an acknowledged event is only in memory.",
-    "(b) gateway throughput": "At 64 clients both cores are busy, so every cycle of the "
-    "gateway's own per-request work counts: the event log (the writer thread's group "
-    "commits, under the GIL, on the same 2 cores; compare *gateway (log off)* and *(async "
-    "acks)* in the table), and the assignment, validation and event row, which *log off* "
-    "still pays. The Predictor's throughput rose when BentoML's tracing middleware went "
-    "off (it now serves more than the floor, which keeps it); the gateway's rose less.",
+    "(b) gateway throughput": "At 64 clients the gateway's event loop is the bottleneck, "
+    "as the Predictor's is, and it does the Predictor's work plus its own: ~15 µs a request "
+    "of its own code (unit check, assignment, the event row) and the durable event log "
+    "(the enqueue, the wait and the writer thread's commits, under the GIL on the same 2 "
+    "cores): compare *gateway (log off)* in the table. The ratio moves with the machine: "
+    "0.78–0.89 per round in the run that met it. Garbage collection set for serving "
+    "(`workbench.gc_tuning`) raised both services' throughput ~1.6×; see Profile and "
+    "fixes.",
     "(b) errors": "See the server logs under `.workbench/bench/logs`.",
     "(c) restart": "A restart loads every shape bucket from JAX's persistent compilation "
     "cache instead of compiling it; what is left is importing JAX, NumPyro and BentoML, "
