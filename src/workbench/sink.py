@@ -174,9 +174,9 @@ class Sink:
                     self._down(exc)
                     break
                 self._isolate(rows, exc, ok="replayed")  # the refused ones: dead-lettered
+            self.on_replayed(rows)  # before the segment goes: an empty spool means forgotten
             self.spool.done(claimed)
             replayed += len(rows)
-            self.on_replayed(rows)
         if replayed:
             logger.warning("replayed %d spooled events into the event store", replayed)
         metrics.SPOOL_BYTES.set(self.spool.bytes())

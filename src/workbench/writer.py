@@ -205,6 +205,13 @@ class EventWriter:
             with self._lock:
                 self._pending[row["request_id"]] = row
 
+    def _brief(self, rows: list[dict[str, Any]]) -> None:
+        """Keep only the brief of spooled predictions (an outage may spool many)."""
+        with self._lock:
+            for row in rows:
+                if row["request_id"] in self._pending:
+                    self._pending[row["request_id"]] = {k: row.get(k) for k in BRIEF}
+
     def _forget(self, rows: list[Row]) -> None:
         with self._lock:
             for table, row in rows:
@@ -269,6 +276,8 @@ class EventWriter:
         self._inflight = []
         self._forget([(i.table, i.row) for i, outcome in zip(batch, outcomes, strict=True)
                       if outcome in ("written", "dead", "refused")])  # spooled: pending
+        self._brief([i.row for i, outcome in zip(batch, outcomes, strict=True)
+                     if outcome == "spooled" and i.table == "predictions"])
         Acks.settle([(item.future, outcome) for item, outcome in zip(batch, outcomes, strict=True)
                      if item.future is not None], _refused)
         metrics.EVENT_QUEUE.set(self._queue.qsize())
