@@ -654,7 +654,9 @@ by type in the gateway's worker. Three changes:
   full collection now takes ~3 ms), and young collections every 10,000 allocations instead
   of 700. A/B (`ab_http.py`, hey, 64 clients, 5 rounds): the Predictor 1705 → 2883 req/s,
   the gateway 1368 → 2039 req/s with the freeze alone; the young threshold then added ~10%
-  to the gateway and ~5% to the Predictor. The p99 fell from ~230 ms to ~30 ms.
+  to the gateway and ~5% to the Predictor. The p99 fell from ~230 ms to ~30 ms. The floor,
+  a plain BentoML service, has neither this nor the next fix: it keeps its ~230 ms p99,
+  and part of the Predictor's throughput lead over it in (b) is these fixes.
 - BentoML's `TimeoutMiddleware` schedules a timer per request (`loop.call_later(timeout,
   ...)`) and never cancels it: each answered request left a timer, a future and a context
   alive for the whole `traffic.timeout` (60 s on the gateway, 30 s on the Predictor), i.e.
