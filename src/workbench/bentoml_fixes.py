@@ -42,6 +42,7 @@ async def _timeout_call(self: Any, scope: dict[str, Any], receive: Any, send: An
     async def _send(message: dict[str, Any]) -> None:
         if not waiter.done():
             waiter.set_result(None)
+            timer.cancel()  # the answer has started: nothing left for the timer to do
         await send(message)
 
     task = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
@@ -55,7 +56,6 @@ async def _timeout_call(self: Any, scope: dict[str, Any], receive: Any, send: An
                                          f"{self.timeout} seconds"}, status_code=504)(
                 scope, receive, send)
     else:
-        timer.cancel()  # the response has started: nothing left for the timer to do
         await task
     finally:
-        timer.cancel()
+        timer.cancel()  # an error or a cancelled request: no timer left behind either

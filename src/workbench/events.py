@@ -23,6 +23,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from workbench import jsonsafe, units
+from workbench.errors import ConfigError
 from workbench.home import default_url
 from workbench.migrate import ensure
 from workbench.schema import metadata, outcomes, predictions, registry
@@ -154,6 +155,11 @@ def exists(eng: sa.Engine, request_id: str) -> str | None:
 BRIEF = ("experiment", "arm", "status", "n_rows", "parent_id")
 
 
+def brief(row: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`prediction_of` says of a ``predictions`` row (its :data:`BRIEF` fields)."""
+    return {k: row.get(k) for k in BRIEF}
+
+
 def prediction_of(eng: sa.Engine, request_id: str) -> dict[str, Any] | None:
     """Experiment, served arm, status and row count of a logged primary request, or None."""
     p = predictions
@@ -177,6 +183,14 @@ def prediction_row(*, request_id: str, experiment: str, arm: str, model_tag: str
 
 
 INPUTS = ("raw", "hash", "none")  # what a prediction's row logs of its inputs
+
+
+def check_inputs(mode: str) -> str:
+    """``mode`` when it is one of :data:`INPUTS`, else :class:`ConfigError`."""
+    if mode not in INPUTS:
+        raise ConfigError(f"invalid event inputs setting {mode!r}",
+                          detail={"expected one of": list(INPUTS)})
+    return mode
 
 
 def logged_inputs(rows: Any, mode: str) -> Any:
@@ -249,7 +263,7 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, bytes) else value
 
 
-__all__: Sequence[str] = ["BRIEF", "Events", "counts", "default_url", "engine",
-                          "experiments", "exists", "insert_ignoring", "load_config", "outcome_of",
-                          "prediction_of", "read", "record_outcome", "save_config",
-                          "write_now"]
+__all__: Sequence[str] = ["BRIEF", "Events", "brief", "check_inputs", "counts",
+                          "default_url", "engine", "experiments", "exists", "insert_ignoring",
+                          "load_config", "outcome_of", "prediction_of", "read",
+                          "record_outcome", "save_config", "write_now"]

@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from functools import partial
 from typing import Any
 
 from workbench import (
@@ -38,7 +37,7 @@ from workbench import (
 )
 from workbench.arms import ArmClient, ArmModel, PredictCall
 from workbench.config import ExperimentConfig
-from workbench.errors import ConfigError, ModelNotFound, Unavailable
+from workbench.errors import ModelNotFound, Unavailable
 from workbench.inputs import check_entities
 from workbench.predict import (
     DEFAULT_MASS,
@@ -95,15 +94,13 @@ class Gateway:
         self.writer = writer
         self.max_rows = max_rows
         self.feedback_grace = feedback_grace
-        if inputs not in events.INPUTS:
-            raise ConfigError(f"invalid event inputs setting {inputs!r}",
-                              detail={"expected one of": list(events.INPUTS)})
-        self.inputs = inputs
+        self.inputs = events.check_inputs(inputs)
         self.analysis_ttl = analysis_ttl
         self.arms = ArmClient(config, models, predict)
         self.models = self.arms.models
         # Each (arm, status)'s counter, looked up once: labels() costs ~2 us per request.
-        self._requests = functools.cache(partial(metrics.REQUESTS.labels, config.name))
+        self._requests = functools.cache(functools.partial(metrics.REQUESTS.labels,
+                                                           config.name))
         self.counters = {"requests": 0, "feedback": 0, "feedback_duplicates": 0,
                          "checks": 0, "check_errors": 0, "automatic_actions": 0}
         events.save_config(engine, config.name, config.to_config())

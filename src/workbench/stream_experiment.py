@@ -54,10 +54,7 @@ class StreamExperiment:
         if missing:
             raise ConfigError(f"no model for arms {missing}",
                               detail={"expected": [a.name for a in config.arms]})
-        self.inputs = load().event_inputs if inputs is None else inputs
-        if self.inputs not in events.INPUTS:
-            raise ConfigError(f"invalid event inputs setting {self.inputs!r}",
-                              detail={"expected one of": list(events.INPUTS)})
+        self.inputs = events.check_inputs(load().event_inputs if inputs is None else inputs)
         self.engine = engine
         self.config = config
         self.tags = dict(tags)

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from workbench import metrics
 from workbench.acks import Acks, Expired
 from workbench.errors import InputError, Unavailable
-from workbench.events import BRIEF, log_enabled
+from workbench.events import brief, log_enabled
 from workbench.schema import check_fits
 from workbench.settings import Settings, load
 from workbench.sink import Sink
@@ -198,7 +198,7 @@ class EventWriter:
         database (queued, or spooled by this process)."""
         with self._lock:
             row = self._pending.get(request_id)
-        return None if row is None else {k: row.get(k) for k in BRIEF}
+        return None if row is None else brief(row)
 
     def _remember(self, table: str, row: dict[str, Any]) -> None:
         if table == "predictions":
@@ -210,7 +210,7 @@ class EventWriter:
         with self._lock:
             for row in rows:
                 if row["request_id"] in self._pending:
-                    self._pending[row["request_id"]] = {k: row.get(k) for k in BRIEF}
+                    self._pending[row["request_id"]] = brief(row)
 
     def _forget(self, rows: list[Row]) -> None:
         with self._lock:
